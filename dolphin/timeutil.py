@@ -28,3 +28,26 @@ def day_floor(ms):
 
 def day_str(ms) -> str:
     return datetime.fromtimestamp(int(ms) / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+_BAR_UNITS = (("w", 7 * DAY_MS), ("d", DAY_MS), ("h", 3_600_000), ("m", 60_000), ("s", 1000))
+
+
+def bar_label(ms) -> str:
+    """300000 -> '5m', 3600000 -> '1h'; odd sizes as '<n>ms'."""
+    ms = int(ms)
+    for unit, size in _BAR_UNITS:
+        if ms >= size and ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms}ms"
+
+
+def parse_bar(s) -> int:
+    """'5m', '1h', '1d', '1w', '30s' or plain milliseconds -> ms."""
+    s = str(s).strip()
+    if s.isdigit():
+        return int(s)
+    for unit, size in _BAR_UNITS:
+        if s.endswith(unit) and s[:-1].isdigit() and int(s[:-1]) > 0:
+            return int(s[:-1]) * size
+    raise ValueError(f"bar interval {s!r}: expected e.g. 5m, 1h, 1d, 1w or milliseconds")

@@ -1,5 +1,8 @@
 """Market data: candle contracts, readers, Binance archive downloader, grid alignment."""
 
 from dolphin.data.contracts import Candles, DataIssue, Panel, DataError
+from dolphin.data.readers import read_candles
+from dolphin.data.align import AlignRules, align
+from dolphin.data.loader import load_panel
 
-__all__ = ["Candles", "DataIssue", "Panel", "DataError"]
+__all__ = ["Candles", "DataIssue", "Panel", "DataError", "read_candles", "align", "AlignRules", "load_panel"]

@@ -5,6 +5,7 @@ A bar's close time is ``open_time + bar_ms``.
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -25,9 +26,23 @@ class Candles:
     close: np.ndarray
     volume: np.ndarray
     source: str = ""  # file (or URL) the rows came from, for error messages
+    # When the rows were concatenated from several files: the files, and per row the index into them.
+    files: tuple = ()
+    file_index: Optional[np.ndarray] = None  # (n,) int32 or None
 
     def __len__(self) -> int:
         return int(self.open_time.shape[0])
+
+    def sources_of(self, rows, limit: int = 3) -> str:
+        """The file(s) the given row indices came from, for messages (falls back to ``source``)."""
+        if self.file_index is None or not self.files:
+            return self.source
+        rows = np.asarray(rows)
+        rows = np.flatnonzero(rows) if rows.dtype == bool else rows.astype(np.int64)
+        idx = np.unique(np.asarray(self.file_index)[rows])
+        names = [str(self.files[i]) for i in idx[:limit]]
+        more = f" (+{len(idx) - limit} more files)" if len(idx) > limit else ""
+        return ", ".join(names) + more
 
 
 @dataclass(frozen=True)
@@ -45,7 +60,8 @@ class DataIssue:
         from dolphin.timeutil import fmt_ms
 
         ts = ", ".join(fmt_ms(t) for t in self.timestamps[:5])
-        more = f" (+{self.count - len(self.timestamps[:5])} more)" if self.count > len(self.timestamps[:5]) else ""
+        shown = len(self.timestamps[:5])
+        more = f" (+{self.count - shown} more)" if self.timestamps and self.count > shown else ""
         where = f" in {self.source}" if self.source else ""
         return f"[{self.rule}] {self.symbol}{where}: {self.count} bar(s) {ts}{more} -> {self.action}"
 
@@ -70,6 +86,8 @@ class Panel:
     filled: np.ndarray  # (T, N) bool: price forward-filled (no real bar)
     excluded: np.ndarray  # (T, N) bool: asset-day dropped from trading
     issues: list = field(default_factory=list)  # list[DataIssue]
+    # Leading bars that precede the requested start (load_panel(warmup_bars=...)); trading starts at this row.
+    warmup_bars: int = 0
 
     @property
     def n_bars(self) -> int:
@@ -84,6 +102,7 @@ class Panel:
         return self.open_time + self.bar_ms
 
     def slice_bars(self, start: int, stop: int) -> "Panel":
+        rows = range(self.n_bars)[start:stop]
         return Panel(
             symbols=list(self.symbols),
             bar_ms=self.bar_ms,
@@ -96,4 +115,5 @@ class Panel:
             filled=self.filled[start:stop],
             excluded=self.excluded[start:stop],
             issues=list(self.issues),
+            warmup_bars=max(0, min(rows.stop, self.warmup_bars) - rows.start),
         )
