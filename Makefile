@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 DOLPHIN := $(VENV)/bin/dolphin
 STAMP := $(VENV)/.installed
 export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
+# One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
+export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench scan clean
+.PHONY: install run test bench browser clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
@@ -18,15 +20,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Main job: the development data set end to end.
+# Main job: BLUE backtest of the development set with embedded defaults -> metrics, floors, HTML report.
 run: $(STAMP)
-	$(DOLPHIN) scan --data spot-5m-2024 --out $(DOLPHIN_HOME)/scans/spot-5m-2024
+	$(DOLPHIN) backtest --data spot-5m-2024
 
-test: $(STAMP)
+# Browser tests need Debian's chromium (root on CI/dev machines; otherwise install it yourself).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing chromium (apt-get) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) bench/scanner.py
+	$(PY) bench/backtest.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

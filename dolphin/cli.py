@@ -8,6 +8,7 @@ import sys
 COMMAND_MODULES = [
     "dolphin.data.cli",
     "dolphin.scanner.cli",
+    "dolphin.engine.cli",
 ]
 
 

@@ -1,0 +1,1 @@
+"""The alpha engine (BLUE / GREEN), its configuration, calibration and backtest pipeline."""

@@ -1,0 +1,142 @@
+"""Engine configuration: one typed object, YAML-loadable, with BLUE and GREEN presets.
+
+Windows and holding times are in BARS (a 1h data set gets the same numbers of bars as a 5m one).
+Thresholds apply to ``vel_div / N`` (the velocity divergence of λ/N, N = assets in the universe), so
+the same numbers carry across universes of different size; they were chosen by ``dolphin calibrate``
+on the in-sample part of the development set only (see ``dolphin/engine/calibrate.py`` and the README
+section "Calibration").
+"""
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from dolphin.scanner.core import WINDOWS
+
+# Posture codes shared by engine, survival stack and runtime.
+APEX, STALKER, TURTLE, HIBERNATE = 0, 1, 2, 3
+POSTURE_NAMES = ("APEX", "STALKER", "TURTLE", "HIBERNATE")
+# MC forewarner status codes.
+GREEN, ORANGE, RED = 0, 1, 2
+MC_NAMES = ("GREEN", "ORANGE", "RED")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str = "BLUE"
+    # entry/extreme thresholds, w_move and max_hold_bars: `dolphin calibrate --data spot-5m-2024`
+    # (in-sample = first 150 of 250 days, objective in-sample daily Sharpe at >= 0.5 trades/day), and
+    # capital_fraction: largest with in-sample max drawdown < 20 %.
+    # --- signal ---
+    direction: str = "short_only"  # "short_only" | "bidirectional"
+    entry_threshold: float = 0.033478  # SHORT when vel_div/N crosses below -entry_threshold
+    extreme_threshold: float = 0.083956  # full signal strength at -extreme_threshold
+    long_entry_threshold: float = 0.02  # LONG when vel_div/N crosses above +long_entry_threshold
+    long_extreme_threshold: float = 0.06
+    long_enabled: bool = False  # GREEN's LONG leg stays off until validated on multi-year data
+    # --- vol regime gate: realised vol of the equal-weight market return above its rolling percentile ---
+    vol_gate: bool = True
+    vol_window: int = 50  # bars of market returns in the realised-vol estimate
+    vol_lookback: int = 2016  # bars of past realised vol forming the percentile (7 days at 5m)
+    vol_percentile: float = 60.0
+    # --- asset ranking: score = w_loading*loading + w_move*momentum_z + w_flow*flow_agreement ---
+    rank_window: int = 50  # which scanner window's leading eigenvector supplies the loadings
+    rank_lookback: int = 12  # bars of relative move
+    w_loading: float = 1.0
+    w_move: float = 1.0  # >0 momentum (asset already moving the signal's way), <0 reversal
+    w_flow: float = 0.5
+    # --- sizing: isolated margin = capital_fraction x capital; notional = margin x leverage ---
+    capital_fraction: float = 0.25
+    min_leverage: float = 1.0
+    max_leverage: float = 6.0  # at full signal strength, before ACB boost and Rm
+    abs_max_leverage: float = 6.0  # hard cap after every multiplier
+    stalker_max_leverage: float = 2.0
+    min_order_leverage: float = 0.05  # below this (after Rm) no order is sent
+    # --- exits ---
+    take_profit_bps: float = 95.0
+    max_hold_bars: int = 144
+    exit_on_posture_change: bool = True
+    # --- costs and fills ---
+    initial_capital: float = 25_000.0
+    maker_fee: float = 0.0002  # Binance USDT-M defaults
+    taker_fee: float = 0.0005
+    slippage_bps: float = 2.0  # market orders, against us
+    limit_offset_bps: float = 0.0  # STALKER entry limit price offset from the signal bar's close
+    maintenance_margin: float = 0.004  # liquidation model (isolated margin)
+    charge_funding: bool = True  # only where funding data exists for the set
+
+    def __post_init__(self):
+        if self.direction not in ("short_only", "bidirectional"):
+            raise ConfigError(f"direction must be short_only or bidirectional, got {self.direction!r}")
+        if self.rank_window not in WINDOWS:
+            raise ConfigError(f"rank_window must be one of {WINDOWS}, got {self.rank_window}")
+        for f in ("entry_threshold", "long_entry_threshold", "initial_capital", "max_hold_bars",
+                  "vol_window", "vol_lookback", "rank_lookback"):
+            if not getattr(self, f) > 0:
+                raise ConfigError(f"{f} must be > 0, got {getattr(self, f)}")
+        if self.extreme_threshold <= self.entry_threshold:
+            raise ConfigError("extreme_threshold must exceed entry_threshold")
+        if self.long_extreme_threshold <= self.long_entry_threshold:
+            raise ConfigError("long_extreme_threshold must exceed long_entry_threshold")
+        if not 0 < self.capital_fraction <= 1:
+            raise ConfigError("capital_fraction must be in (0, 1]")
+        if not 0 < self.min_leverage <= self.max_leverage <= self.abs_max_leverage:
+            raise ConfigError("need 0 < min_leverage <= max_leverage <= abs_max_leverage")
+        if not 0 <= self.vol_percentile <= 100:
+            raise ConfigError("vol_percentile must be in [0, 100]")
+
+    @property
+    def long_active(self) -> bool:
+        return self.direction == "bidirectional" and self.long_enabled
+
+    def with_(self, **kw) -> "EngineConfig":
+        return replace(self, **kw)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_yaml(self, path: Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, d: dict, base: "EngineConfig | None" = None) -> "EngineConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return replace(base or cls(), **d)
+
+
+def load_config(path_or_preset: str | Path | None) -> EngineConfig:
+    """A preset name ('blue', 'green') or a YAML file (optionally ``preset: green`` plus overrides)."""
+    if path_or_preset is None:
+        return BLUE
+    key = str(path_or_preset).lower()
+    if key in PRESETS:
+        return PRESETS[key]
+    p = Path(path_or_preset)
+    if not p.is_file():
+        raise ConfigError(f"config {path_or_preset!r}: not a preset ({', '.join(PRESETS)}) nor a file")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: invalid YAML: {e}") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: expected a mapping of config keys")
+    base = PRESETS.get(str(d.pop("preset", "blue")).lower())
+    if base is None:
+        raise ConfigError(f"{p}: unknown preset")
+    try:
+        return EngineConfig.from_dict(d, base)
+    except TypeError as e:
+        raise ConfigError(f"{p}: {e}") from e
+
+
+BLUE = EngineConfig()
+GREEN_CFG = EngineConfig(name="GREEN", direction="bidirectional", long_enabled=False)
+PRESETS = {"blue": BLUE, "green": GREEN_CFG}

@@ -1,0 +1,110 @@
+"""Turn a BacktestRun into terminal tables and the HTML report's data."""
+
+import math
+
+import pandas as pd
+
+from dolphin.metrics import monthly_from_daily
+from dolphin.metrics.fmt import _floor_value, _pct, fmt_num, text_table
+from dolphin.report.html import ReportData
+from dolphin.timeutil import fmt_ms
+
+# (label, attribute, formatter) shown side by side per period
+METRIC_ROWS = [
+    ("ROI", "roi", _pct),
+    ("final equity", "final_equity", lambda v: fmt_num(v, 2)),
+    ("trades", "n_trades", fmt_num),
+    ("win rate", "win_rate", _pct),
+    ("profit factor", "profit_factor", fmt_num),
+    ("expectancy / trade", "expectancy", lambda v: fmt_num(v, 2)),
+    ("max drawdown", "max_drawdown", _pct),
+    ("Sharpe (daily, sqrt 365)", "sharpe", lambda v: fmt_num(v, 3)),
+    ("Sortino", "sortino", lambda v: fmt_num(v, 3)),
+    ("Calmar", "calmar", lambda v: fmt_num(v, 3)),
+    ("exposure", "exposure", _pct),
+    ("avg hold (min)", "avg_hold_minutes", lambda v: fmt_num(v, 1)),
+    ("total fees", "total_fees", lambda v: fmt_num(v, 2)),
+    ("total funding", "total_funding", lambda v: fmt_num(v, 2)),
+    ("days", "n_days", fmt_num),
+]
+
+
+def metrics_table(run) -> str:
+    names = list(run.periods)
+    rows = []
+    for label, attr, f in METRIC_ROWS:
+        rows.append([label] + [f(getattr(run.periods[n]["metrics"], attr)) for n in names])
+    span = ["period"] + [f"{fmt_ms(run.periods[n]['metrics'].start_ms)[:10]}..{fmt_ms(run.periods[n]['metrics'].end_ms)[:10]}"
+                         if run.periods[n]["metrics"].start_ms is not None else "-" for n in names]
+    return text_table(["metric"] + names, [span] + rows)
+
+
+def _floor_cell(fr) -> str:
+    if fr.status == "N/A":
+        return f"N/A ({fr.n_days} days < {fr.spec.window_days})"
+    return (f"{fr.status} {fr.n_pass}/{fr.n_windows} worst {_floor_value(fr.spec.key, fr.worst_value)}"
+            f" ({fr.worst_start}..{fr.worst_end})")
+
+
+def floors_rows(run) -> list:
+    names = list(run.periods)
+    first = run.periods[names[0]]["floors"]
+    rows = []
+    for i, f in enumerate(first.floors):
+        s = f.spec
+        row = {"floor": f"{s.label} ({s.window_days}-day)", "rule": f"{s.comparator} {_floor_value(s.key, s.threshold)}"}
+        for n in names:
+            row[n] = _floor_cell(run.periods[n]["floors"].floors[i])
+        rows.append(row)
+    return rows
+
+
+def floors_table(run) -> str:
+    rows = floors_rows(run)
+    names = list(run.periods)
+    status = " | ".join(f"{n}: {run.periods[n]['floors'].status}" for n in names)
+    return f"quality floors (rolling windows; PASS = every window passes) -- {status}\n" + text_table(
+        ["floor", "rule"] + names, [[r["floor"], r["rule"]] + [r[n] for n in names] for r in rows],
+        ["l", "l"] + ["l"] * len(names))
+
+
+def _metric_dict(m) -> dict:
+    d = {}
+    for label, attr, _ in METRIC_ROWS:
+        v = getattr(m, attr)
+        d[label] = v * 100 if attr in ("roi", "win_rate", "max_drawdown", "exposure") and v is not None and \
+            not (isinstance(v, float) and math.isnan(v)) else v
+    return {("ROI %" if k == "ROI" else f"{k} %" if k in ("win rate", "max drawdown", "exposure") else k): v
+            for k, v in d.items()}
+
+
+def report_data(run, title: str) -> ReportData:
+    res = run.result
+    allp = run.periods["All"]
+    lo = run.panel.warmup_bars
+    cfg = res.config
+    notes = list(res.notes)
+    notes.append("scans: reused from cache" if run.scan_cache_hit else "scans: computed (now cached)")
+    if run.split_ms is not None:
+        notes.append(f"in-sample = first 60 % of days (thresholds were calibrated there only); "
+                     f"out-of-sample from {fmt_ms(run.split_ms)} UTC")
+    notes.append("vel_div is shown divided by N (the unit the thresholds apply to); "
+                 "entries are marked at the fill bar, exits at the exit bar")
+    for iss in run.panel.issues[:20]:
+        notes.append("data: " + iss.describe())
+    daily = allp["daily"][["date", "pnl"]]
+    sub = (f"data {run.data} | {len(res.symbols)} assets | bar {res.bar_ms // 60000} min | "
+           f"{fmt_ms(res.ts[lo] - res.bar_ms)} .. {fmt_ms(res.ts[-1])} UTC | strategy {cfg.name}")
+    return ReportData(
+        title=title, subtitle=sub, ts=res.ts[lo:], equity=res.equity[lo:], vel_div=res.vel_div[lo:],
+        entry_threshold=cfg.entry_threshold, trades=allp["trades"], daily=pd.DataFrame(daily),
+        metrics={n: _metric_dict(p["metrics"]) for n, p in run.periods.items()},
+        floors=floors_rows(run), split_ms=run.split_ms, monthly=monthly_from_daily(allp["daily"]), notes=notes,
+        config=cfg.to_dict())
+
+
+def monthly_table(run) -> str:
+    m = monthly_from_daily(run.periods["All"]["daily"])
+    rows = [[r.month, fmt_num(float(r.pnl), 2), _pct(float(r.ret)), f"{int(r.trades)}", f"{int(r.wins)}"]
+            for r in m.rename(columns={"return": "ret"}).itertuples(index=False)]
+    return text_table(["month", "PnL", "return", "trades", "wins"], rows)

@@ -1,0 +1,201 @@
+"""Backtest report: metrics (in-sample / out-of-sample / all), floors, equity, drawdown, vel_div with
+entries and exits, daily PnL bars and the trade list, in one self-contained HTML file."""
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dolphin.report.svg import Chart, _fmt_day
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#1d2733;background:#fbfcfd}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde3ea;padding-bottom:4px}
+.sub{color:#5b6b7c;font-size:13px} table{border-collapse:collapse;font-size:13px;margin:6px 0}
+th,td{padding:4px 10px;border-bottom:1px solid #e6ebf0;text-align:right} th{background:#eef2f6;text-align:center}
+td.l,th.l{text-align:left} .pass{color:#0a7d32;font-weight:600} .fail{color:#c0262d;font-weight:600} .na{color:#8a96a3}
+svg{width:100%;max-width:1100px;background:#fff;border:1px solid #e6ebf0;margin:6px 0}
+.title{font-size:14px;font-weight:600;fill:#1d2733} .tick{font-size:11px;fill:#5b6b7c}
+.frame{fill:none;stroke:#c9d2dc} .grid{stroke:#eef2f6} .ref{stroke:#c0262d;stroke-dasharray:4 3}
+.line{fill:none;stroke:#1f6fd1;stroke-width:1.2} .dd{fill:none;stroke:#c0262d;stroke-width:1.2}
+.vd{fill:none;stroke:#6c7a89;stroke-width:.8} .entry{fill:#c0262d} .exit{stroke:#0a7d32;stroke-width:1.5;fill:none}
+.pos{fill:#2e9d5b} .neg{fill:#d0484f} .split{stroke:#8e44ad;stroke-dasharray:6 4}
+.notes li{font-size:13px;color:#3b4a5a} .scroll{max-height:520px;overflow:auto;border:1px solid #e6ebf0}
+"""
+
+
+@dataclass
+class ReportData:
+    title: str
+    subtitle: str
+    ts: np.ndarray  # bar close ms
+    equity: np.ndarray
+    vel_div: np.ndarray
+    entry_threshold: float
+    trades: pd.DataFrame  # metrics trade frame plus 'asset' names
+    daily: pd.DataFrame  # columns date (YYYY-MM-DD), pnl
+    metrics: dict  # {"In-sample": {metric: value}, "Out-of-sample": {...}, "All": {...}}
+    floors: list  # rows: dicts with keys floor, threshold, and one status/worst string per period
+    split_ms: int | None = None
+    monthly: pd.DataFrame | None = None  # month, pnl, return, trades, wins, fees
+    notes: list = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "inf"
+        return f"{v:,.4f}" if abs(v) < 100 else f"{v:,.2f}"
+    return escape(str(v))
+
+
+def _status_cls(s: str) -> str:
+    s = str(s)
+    return "pass" if s.startswith("PASS") else "fail" if s.startswith("FAIL") else "na"
+
+
+def _metrics_table(metrics: dict) -> str:
+    cols = list(metrics)
+    keys = list(dict.fromkeys(k for c in cols for k in metrics[c]))
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    rows = "".join(
+        f'<tr><td class="l">{escape(k)}</td>' + "".join(f"<td>{_fmt(metrics[c].get(k, ''))}</td>" for c in cols) + "</tr>"
+        for k in keys)
+    return f'<table id="metrics"><tr><th class="l">metric</th>{head}</tr>{rows}</table>'
+
+
+def _floors_table(rows: list) -> str:
+    if not rows:
+        return "<p class='na'>no floors evaluated</p>"
+    cols = list(rows[0])
+    head = "".join(f'<th class="{"l" if i == 0 else ""}">{escape(c)}</th>' for i, c in enumerate(cols))
+    body = ""
+    for r in rows:
+        cells = ""
+        for i, c in enumerate(cols):
+            v = str(r[c])
+            cls = "l" if i == 0 else _status_cls(v)
+            cells += f'<td class="{cls}">{escape(v)}</td>'
+        body += f"<tr>{cells}</tr>"
+    return f'<table id="floors"><tr>{head}</tr>{body}</table>'
+
+
+def _charts(d: ReportData) -> str:
+    ts, eq = d.ts.astype(float), d.equity.astype(float)
+    out = []
+    x0, x1 = ts[0], ts[-1]
+    c = Chart("Equity (USDT)", x0, x1, float(np.nanmin(eq)), float(np.nanmax(eq)), "USDT").axes()
+    c.line(ts, eq)
+    if d.split_ms is not None:
+        c.parts.append(_vline(c, d.split_ms))
+    out.append(c.svg())
+    peak = np.maximum.accumulate(eq)
+    dd = (eq / peak - 1.0) * 100.0
+    c = Chart("Drawdown (%)", x0, x1, float(np.nanmin(dd)), 0.0, "%", "{:.1f}").axes()
+    c.line(ts, dd, "dd")
+    out.append(c.svg())
+    vd = d.vel_div.astype(float)
+    fin = vd[np.isfinite(vd)]
+    lo, hi = (np.percentile(fin, 0.1), np.percentile(fin, 99.9)) if fin.size else (-1.0, 1.0)
+    lo, hi = min(lo, -d.entry_threshold * 1.2), max(hi, d.entry_threshold * 1.2)
+    c = Chart("vel_div (v50 − v150) with entries (●) and exits (×)", x0, x1, lo, hi, "vel_div", "{:.2f}").axes()
+    c.line(ts, np.clip(vd, lo, hi), "vd", max_points=4000)
+    c.hline(-d.entry_threshold)
+    tr = d.trades
+    if len(tr):
+        idx_e = np.searchsorted(d.ts, tr["entry_time"].to_numpy())
+        idx_e = np.clip(idx_e, 0, len(vd) - 1)
+        y_e = np.clip(np.nan_to_num(vd[np.maximum(idx_e - 1, 0)]), lo, hi)
+        c.markers(tr["entry_time"].to_numpy(), y_e, "entry",
+                  title=[f"{a} entry {_fmt_day(t)}" for a, t in zip(tr["asset"], tr["entry_time"])])
+        idx_x = np.clip(np.searchsorted(d.ts, tr["exit_time"].to_numpy()), 0, len(vd) - 1)
+        y_x = np.clip(np.nan_to_num(vd[idx_x]), lo, hi)
+        c.markers(tr["exit_time"].to_numpy(), y_x, "exit", shape="x",
+                  title=[f"{a} exit ({r})" for a, r in zip(tr["asset"], tr["exit_reason"])])
+    if d.split_ms is not None:
+        c.parts.append(_vline(c, d.split_ms))
+    out.append(c.svg())
+    if len(d.daily):
+        day_ms = pd.to_datetime(d.daily["date"]).astype("int64").to_numpy() // 1_000_000 + 43_200_000
+        pnl = d.daily["pnl"].to_numpy(float)
+        c = Chart("Daily PnL (USDT)", x0, x1, float(min(pnl.min(), 0)), float(max(pnl.max(), 0)), "USDT").axes()
+        c.bars(day_ms, pnl, 86_400_000)
+        out.append(c.svg())
+    return "\n".join(out)
+
+
+def _vline(c: Chart, x_ms) -> str:
+    x = float(c.sx(x_ms))
+    return (f'<line x1="{x:.1f}" x2="{x:.1f}" y1="28" y2="226" class="split"/>'
+            f'<text x="{x + 4:.1f}" y="40" class="tick">out-of-sample →</text>')
+
+
+def _trades_table(tr: pd.DataFrame, limit: int = 5000) -> str:
+    if not len(tr):
+        return "<p class='na'>no trades</p>"
+    cols = ["entry_time", "exit_time", "asset", "side", "leverage", "notional", "entry_price", "exit_price",
+            "fees", "funding", "pnl", "exit_reason"]
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    rows = []
+    for r in tr.head(limit).itertuples(index=False):
+        cells = []
+        for c in cols:
+            v = getattr(r, c)
+            if c in ("entry_time", "exit_time"):
+                v = pd.Timestamp(int(v), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
+            elif c == "side":
+                v = "SHORT" if v < 0 else "LONG"
+            cells.append(f"<td>{_fmt(v)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    more = f"<p class='sub'>first {limit:,} of {len(tr):,} trades shown</p>" if len(tr) > limit else ""
+    return f'<div class="scroll"><table id="trades"><tr>{head}</tr>{"".join(rows)}</table></div>{more}'
+
+
+def _monthly_table(m: pd.DataFrame | None) -> str:
+    if m is None or not len(m):
+        return ""
+    rows = "".join(
+        f'<tr><td class="l">{escape(str(r.month))}</td><td>{_fmt(float(r.pnl))}</td>'
+        f'<td>{float(r.ret) * 100:.2f} %</td><td>{int(r.trades):,}</td><td>{int(r.wins):,}</td><td>{_fmt(float(r.fees))}</td></tr>'
+        for r in m.rename(columns={"return": "ret"}).itertuples(index=False))
+    return ('<h2>Per month</h2><table id="monthly"><tr><th class="l">month</th><th>PnL</th><th>return</th>'
+            f'<th>trades</th><th>wins</th><th>fees</th></tr>{rows}</table>')
+
+
+def render(d: ReportData) -> str:
+    notes = "".join(f"<li>{escape(n)}</li>" for n in d.notes)
+    cfg = "".join(f'<tr><td class="l">{escape(str(k))}</td><td class="l">{escape(str(v))}</td></tr>'
+                  for k, v in d.config.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{escape(d.title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{escape(d.title)}</h1><div class="sub">{escape(d.subtitle)}</div>
+<h2>Metrics</h2>{_metrics_table(d.metrics)}
+<h2>Quality floors (rolling windows)</h2>{_floors_table(d.floors)}
+<h2>Charts</h2>{_charts(d)}
+{_monthly_table(d.monthly)}
+<h2>Notes</h2><ul class="notes">{notes}</ul>
+<h2>Trades</h2>{_trades_table(d.trades)}
+<h2>Configuration</h2><table>{cfg}</table>
+</body></html>"""
+
+
+def write_report(d: ReportData, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(render(d))
+    os.replace(tmp, path)
+    return path
