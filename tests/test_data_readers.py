@@ -16,16 +16,6 @@ from tests.data_helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def btc():
-    return real_rows("BTCUSDT", 300)
-
-
-@pytest.fixture(scope="module")
-def eth():
-    return real_rows("ETHUSDT", 300)
-
-
 # --- Parquet sets --------------------------------------------------------------------------------
 
 

@@ -270,11 +270,8 @@ def advance(rets, ring, ctr, windows, off, S1, Sd, S2, nz, U, lam, has,
     R = ring.shape[0]
     sqn = 1.0 / math.sqrt(N)
     for b in range(B):
-        n = ctr[0] + 1
-        ctr[0] = n
-        slot = (n - 1) % R
-        for i in range(N):
-            ring[slot, i] = rets[b, i]
+        slot = _ring_push(ring, ctr, rets[b])
+        n = ctr[0]
         rn = ring[slot]
         fb = 0
         for k in range(K):
@@ -341,16 +338,21 @@ def advance(rets, ring, ctr, windows, off, S1, Sd, S2, nz, U, lam, has,
 
 
 @njit(cache=True)
+def _ring_push(ring, ctr, row):
+    """Store one bar of returns in the ring; returns its slot. ``ctr[0]`` counts returns pushed."""
+    n = ctr[0] + 1
+    ctr[0] = n
+    slot = (n - 1) % ring.shape[0]
+    for i in range(row.shape[0]):
+        ring[slot, i] = row[i]
+    return slot
+
+
+@njit(cache=True)
 def push_only(rets, ring, ctr):
     """Append returns to the ring without touching the sums (warm-up before a seed)."""
-    B, N = rets.shape
-    R = ring.shape[0]
-    for b in range(B):
-        n = ctr[0] + 1
-        ctr[0] = n
-        slot = (n - 1) % R
-        for i in range(N):
-            ring[slot, i] = rets[b, i]
+    for b in range(rets.shape[0]):
+        _ring_push(ring, ctr, rets[b])
 
 
 SEED_BLOCK = 16
