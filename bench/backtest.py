@@ -38,7 +38,7 @@ def engine_rate(cache_dir):
     from dolphin.data import load_panel
     from dolphin.engine.config import BLUE
     from dolphin.engine.inputs import NeutralFlowProvider, RiskInputs
-    from dolphin.engine.kernel import pack_params, run_kernel
+    from dolphin.engine.kernel import initial_state, pack_params, run_kernel
     from dolphin.engine.pipeline import scans_cached
     from dolphin.engine.regime import vol_regime
     from dolphin.paths import resolve_kline_set
@@ -56,7 +56,8 @@ def engine_rate(cache_dir):
     tradable = ~(panel.filled | panel.excluded)
     fund = np.zeros((T, panel.n_assets))
     args = (pack_params(BLUE), panel.open, panel.high, panel.low, panel.close, tradable, vd, lo, reg.ok,
-            risk.posture, risk.mc_status, risk.acb_boost, risk.rm, flow.imbalance, fund, 0)
+            risk.posture, risk.mc_status, risk.acb_boost, risk.rm, flow.imbalance, fund, 0,
+            initial_state(BLUE.initial_capital), True)
     run_kernel(*args)  # compile / load from cache
     reps = 20
     t = time.perf_counter()
