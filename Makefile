@@ -36,6 +36,7 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) bench/scanner.py
 	$(PY) bench/backtest.py
+	$(PY) bench/runtime.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

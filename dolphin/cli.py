@@ -9,6 +9,7 @@ COMMAND_MODULES = [
     "dolphin.data.cli",
     "dolphin.scanner.cli",
     "dolphin.engine.cli",
+    "runtime.cli",
 ]
 
 

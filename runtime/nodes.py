@@ -1,0 +1,151 @@
+"""Sandbox and live ``TradingNode`` configurations for Binance USDT-M futures.
+
+- ``sandbox``: Binance USDT-M market data, Nautilus ``SandboxExecutionClient`` fills (paper trading on
+  live data; no order reaches Binance). The sandbox account restarts from its starting balance on
+  every start: capital comes from the DOLPHIN ledger, never from that account.
+- ``live``: Binance USDT-M data and execution; isolated margin and per-symbol leverage set on the
+  exchange by the adapter.
+- ``testnet`` (both modes) picks Binance's futures testnet instead of production.
+
+Credentials come ONLY from the environment, under the names the Nautilus Binance adapter reads
+itself (``BINANCE_API_KEY`` / ``BINANCE_API_SECRET``; ``BINANCE_FUTURES_TESTNET_API_KEY`` /
+``BINANCE_FUTURES_TESTNET_API_SECRET`` on testnet). They are checked for presence here and never put
+into any config object: Nautilus configs print every field in their repr and log them at start-up,
+so a key in a config would be a key in the logs. The adapter reads them when it creates its HTTP
+client. Binance's data client needs a key too (Nautilus signs every client), so the sandbox needs
+one as well (a read-only key is enough).
+
+Building a node here never connects: ``build_node`` constructs and builds it; ``node.run()`` (only
+from ``dolphin runtime sandbox|live --run``) is what connects.
+"""
+
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from dolphin.engine.config import BLUE, EngineConfig
+from runtime.instruments import VENUE, instrument_id
+
+DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT", "DOGEUSDT")
+MODES = ("sandbox", "live")
+
+
+class CredentialsError(RuntimeError):
+    """A required API credential is missing from the environment (names the variable, never a value)."""
+
+
+class NodeConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    mode: str = "sandbox"
+    testnet: bool = True
+    symbols: tuple = DEFAULT_SYMBOLS
+    bar_ms: int = 300_000
+    engine: EngineConfig = field(default=BLUE)
+    trader_id: str = "DOLPHIN-001"
+    leverage: int = 6  # exchange-side leverage per symbol: the engine's cap; sizing is the strategy's
+    capital: float | None = None  # sandbox starting balance (default: the engine's initial capital)
+    bar_timeout_ms: int = 20_000  # process a bar set this long after its close even if incomplete
+    log_level: str = "INFO"
+    log_directory: str | None = None
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise NodeConfigError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if not self.symbols:
+            raise NodeConfigError("no symbols")
+        for s in self.symbols:
+            if not s.endswith("USDT"):
+                raise NodeConfigError(f"{s!r}: Binance USDT-M symbols end with USDT")
+        if not 1 <= int(self.leverage) <= 125:
+            raise NodeConfigError("leverage must be 1..125")
+
+
+def credential_env_vars(testnet: bool) -> tuple[str, str]:
+    """(key variable, secret variable) the Nautilus Binance adapter reads for USDT-M futures."""
+    if testnet:
+        return "BINANCE_FUTURES_TESTNET_API_KEY", "BINANCE_FUTURES_TESTNET_API_SECRET"
+    return "BINANCE_API_KEY", "BINANCE_API_SECRET"
+
+
+def check_credentials(settings: NodeSettings, environ=None) -> tuple[str, str]:
+    """Raise ``CredentialsError`` naming every missing variable; return the variable names."""
+    env = os.environ if environ is None else environ
+    names = credential_env_vars(settings.testnet)
+    missing = [n for n in names if not env.get(n, "").strip()]
+    if missing:
+        where = "Binance USDT-M futures testnet" if settings.testnet else "Binance USDT-M futures (production)"
+        raise CredentialsError(
+            f"dolphin runtime {settings.mode}: missing {' and '.join(missing)} in the environment "
+            f"({where} API credentials; they are read from the environment only, never from files or flags)")
+    return names
+
+
+def build_node_config(settings: NodeSettings):
+    """The ``TradingNodeConfig`` (no credentials in it; see the module doc)."""
+    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
+    from nautilus_trader.adapters.binance.config import BinanceDataClientConfig, BinanceExecClientConfig
+    from nautilus_trader.adapters.binance.futures.enums import BinanceFuturesMarginType
+    from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
+    from nautilus_trader.common.config import LoggingConfig
+    from nautilus_trader.config import InstrumentProviderConfig, LiveExecEngineConfig, TradingNodeConfig
+
+    ids = frozenset(str(instrument_id(s)) for s in settings.symbols)
+    provider = InstrumentProviderConfig(load_all=False, load_ids=ids)
+    data = BinanceDataClientConfig(account_type=BinanceAccountType.USDT_FUTURES, testnet=settings.testnet,
+                                   instrument_provider=provider)
+    if settings.mode == "live":
+        exec_cfg = BinanceExecClientConfig(
+            account_type=BinanceAccountType.USDT_FUTURES, testnet=settings.testnet, instrument_provider=provider,
+            futures_leverages={s: int(settings.leverage) for s in settings.symbols},
+            futures_margin_types={s: BinanceFuturesMarginType.ISOLATED for s in settings.symbols},
+            use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000)
+    else:
+        capital = settings.engine.initial_capital if settings.capital is None else settings.capital
+        exec_cfg = SandboxExecutionClientConfig(
+            venue=VENUE.value, starting_balances=[f"{capital:.2f} USDT"], base_currency="USDT",
+            oms_type="NETTING", account_type="MARGIN", default_leverage=Decimal(int(settings.leverage)),
+            bar_execution=True, use_reduce_only=True)
+    return TradingNodeConfig(
+        trader_id=settings.trader_id,
+        logging=LoggingConfig(log_level=settings.log_level, log_directory=settings.log_directory),
+        exec_engine=LiveExecEngineConfig(reconciliation=settings.mode == "live"),
+        data_clients={VENUE.value: data},
+        exec_clients={VENUE.value: exec_cfg},
+        timeout_connection=30.0, timeout_reconciliation=15.0, timeout_portfolio=10.0, timeout_disconnection=10.0,
+        timeout_post_stop=5.0,
+    )
+
+
+def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None):
+    from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
+
+    scfg = DolphinStrategyConfig(symbols=tuple(settings.symbols), bar_ms=int(settings.bar_ms),
+                                 engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms))
+    return DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital)
+
+
+def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None):
+    """Check credentials, construct and build the node with its DolphinStrategy. Does not connect:
+    the caller runs it (``node.run()``) and disposes it (``node.dispose()``, which closes its loop,
+    hence a fresh event loop per node)."""
+    check_credentials(settings)  # the adapter reads os.environ itself: check exactly that
+    import asyncio
+
+    from nautilus_trader.adapters.binance.factories import (BinanceLiveDataClientFactory,
+                                                            BinanceLiveExecClientFactory)
+    from nautilus_trader.adapters.sandbox.factory import SandboxLiveExecClientFactory
+    from nautilus_trader.live.node import TradingNode
+
+    if loop is None:
+        loop = asyncio.new_event_loop()
+    node = TradingNode(config=build_node_config(settings), loop=loop)
+    node.add_data_client_factory(VENUE.value, BinanceLiveDataClientFactory)
+    node.add_exec_client_factory(VENUE.value, BinanceLiveExecClientFactory if settings.mode == "live"
+                                 else SandboxLiveExecClientFactory)
+    node.build()
+    node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital))
+    return node
