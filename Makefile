@@ -9,7 +9,7 @@ export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
 # One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench browser clean
+.PHONY: install run test bench browser compose clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
@@ -30,7 +30,14 @@ browser:
 	  echo "installing chromium (apt-get) for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: $(STAMP) browser
+# The compose tests parse docker/compose.yaml with Debian's docker-compose 1.29 (no Docker engine needed;
+# --no-install-recommends keeps the engine package out).
+compose:
+	@command -v docker-compose >/dev/null 2>&1 || { \
+	  echo "installing docker-compose (apt-get) for the compose tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
+
+test: $(STAMP) browser compose
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
