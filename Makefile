@@ -9,7 +9,8 @@ export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
 # One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench browser compose clean
+.PHONY: install run test bench browser compose clean dagster
+DAGSTER_PORT ?= 3000
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
@@ -44,6 +45,11 @@ bench: $(STAMP)
 	$(PY) bench/scanner.py
 	$(PY) bench/backtest.py
 	$(PY) bench/runtime.py
+	$(PY) bench/backfill.py  # ~17 min: 249 daily partitions through the whole Dagster graph
+
+# Dagster UI + daemon (http://127.0.0.1:$(DAGSTER_PORT)); DAGSTER_HOME = $(DOLPHIN_HOME)/dagster (dagster.yaml written on first use)
+dagster: $(STAMP)
+	$(PY) -m dolphin_assets.dev --port $(DAGSTER_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,6 +10,7 @@ COMMAND_MODULES = [
     "dolphin.scanner.cli",
     "dolphin.engine.cli",
     "runtime.cli",
+    "dolphin.sqlcli",
 ]
 
 

@@ -37,8 +37,9 @@ def screenshot(url: str, out: Path, width=1280, height=2400, wait_ms=1500) -> Pa
     return out
 
 
-def rendered_dom(url: str, wait_ms=1500) -> str:
-    r = _run(["--dump-dom", f"--virtual-time-budget={wait_ms}", url])
+def rendered_dom(url: str, wait_ms=1500, width=None, height=None) -> str:
+    size = [f"--window-size={width},{height}"] if width and height else []
+    r = _run(["--dump-dom", *size, f"--virtual-time-budget={wait_ms}", url])
     if r.returncode != 0 or not r.stdout:
         raise AssertionError(f"chromium --dump-dom failed (rc={r.returncode}): {r.stderr[-2000:]}")
     return r.stdout

@@ -1,0 +1,146 @@
+"""Resources: market data source, scan directory, capital ledger, feature store, DuckDB warehouse.
+
+Paths left empty resolve under the data home (``DOLPHIN_HOME``) when used, not at import, so one
+``defs`` serves every data home (tests point ``DOLPHIN_HOME`` at a temporary directory).
+"""
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List
+
+import duckdb
+from dagster import ConfigurableResource
+from dagster._core.storage.db_io_manager import DbIOManager
+from dagster._utils.backoff import backoff
+from dagster_duckdb.io_manager import DuckDbClient
+from dagster_duckdb_pandas import DuckDBPandasIOManager
+from pydantic import Field
+
+from dolphin.ledger import CapitalLedger
+from dolphin.paths import data_home
+from dolphin.sqlcli import warehouse_path
+from dolphin.store.embedded import EmbeddedStore
+from dolphin_assets.settings import SETTINGS
+
+
+def _under_home(path: str, *default) -> Path:
+    return Path(path).expanduser() if path else data_home().joinpath(*default)
+
+
+class MarketData(ConfigurableResource):
+    """Where candles come from: a local folder / set name, or the Binance public archive (downloaded
+    into a cache with dolphin.data.binance_archive, then read from there)."""
+
+    kind: str = Field(default=SETTINGS.source, description="folder | binance_archive")
+    data: str = Field(default=SETTINGS.data, description="folder source: set name under <data>/klines or a path")
+    symbols: List[str] = Field(default=list(SETTINGS.symbols), description="binance_archive source: symbols")
+    interval: str = Field(default=SETTINGS.interval, description="binance_archive source: kline interval")
+    market: str = Field(default=SETTINGS.market, description="binance_archive source: spot | um")
+    cache_dir: str = Field(default="", description="binance_archive cache (default <data home>/binance-archive, "
+                                                   "shared with `dolphin data download`)")
+
+    def load_day(self, start_ms: int, end_ms: int, warmup_bars: int):
+        from dolphin.data import load_panel
+
+        if self.kind == "folder":
+            return load_panel(self.data, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars)
+        if self.kind != "binance_archive":
+            raise ValueError(f"market data kind {self.kind!r}: expected folder or binance_archive")
+        from dolphin.data.binance_archive import download_klines
+        from dolphin.timeutil import parse_bar
+
+        cache = _under_home(self.cache_dir, "binance-archive")
+        first = start_ms - (warmup_bars + 1) * parse_bar(self.interval)
+        got = download_klines(list(self.symbols), self.interval, _utc_date(first), _utc_date(end_ms),
+                              market=self.market, cache_dir=cache)
+        # the cache mirrors the archive's folder tree; the readers take one flat folder: link this window's zips
+        flat = cache / "views" / f"{self.market}-{self.interval}-{_utc_date(first)}-{_utc_date(end_ms)}"
+        flat.mkdir(parents=True, exist_ok=True)
+        for f in got.all_files():
+            try:
+                (flat / f.name).symlink_to(f)
+            except FileExistsError:
+                pass
+        return load_panel(flat, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars,
+                          symbols=list(self.symbols), timeframe=self.interval)
+
+
+def _utc_date(ms: int):
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).date()
+
+
+class ScanDir(ConfigurableResource):
+    """The scan directory: daily Parquet files (eigen_scans) and per-scan Arrow files (live scanner)."""
+
+    path: str = Field(default="", description="default <data home>/scans")
+
+    def dir(self) -> Path:
+        return _under_home(self.path, "scans")
+
+
+class Ledger(ConfigurableResource):
+    path: str = Field(default="", description="SQLite file (default <data home>/ledger/ledger.sqlite)")
+    start_day: str = Field(default="", description="the chain's first day, run from initial capital "
+                                                   "(default: the first partition)")
+
+    def open(self) -> CapitalLedger:
+        return CapitalLedger(_under_home(self.path, "ledger", "ledger.sqlite"))
+
+    def first_day(self) -> str:
+        return self.start_day or SETTINGS.start
+
+
+class FeatureStoreResource(ConfigurableResource):
+    """Builds the feature store from configuration: ``embedded`` (SQLite under the data home, shared by
+    local processes) now; ``hazelcast`` arrives with the feature-store issue (configuration-only swap)."""
+
+    kind: str = Field(default=SETTINGS.feature_store, description="embedded | hazelcast")
+    path: str = Field(default="", description="embedded: SQLite file (default <data home>/store/features.sqlite)")
+    hazelcast_members: List[str] = Field(default=list(SETTINGS.hz_members), description="hazelcast: cluster members")
+    hazelcast_cluster: str = Field(default=SETTINGS.hz_cluster, description="hazelcast: cluster name")
+
+    def open(self):
+        if self.kind == "embedded":
+            return EmbeddedStore(_under_home(self.path, "store", "features.sqlite"))
+        if self.kind == "hazelcast":
+            raise NotImplementedError("feature store kind 'hazelcast' is not implemented until the feature-store "
+                                      "issue; use kind: embedded")
+        raise ValueError(f"feature store kind {self.kind!r}: expected embedded or hazelcast")
+
+
+class _Client(DuckDbClient):
+    """DuckDbClient that connects to a path resolved at run time (the stock one reads it from config)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    @contextmanager
+    def connect(self, context, _):
+        # several step processes write the warehouse; DuckDB allows one writer process at a time
+        con = backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
+                      kwargs={"database": self.path, "read_only": False,
+                              "config": {"custom_user_agent": "dagster"}}, max_retries=30)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class Warehouse(DuckDBPandasIOManager):
+    """The one DuckDB warehouse (``dolphin sql`` reads it): DuckDBPandasIOManager, schema ``dolphin``;
+    partitioned tables replace their partition's rows by the ``day`` column."""
+
+    database: str = Field(default="", description="DuckDB file (default <data home>/warehouse.duckdb)")
+    schema_: str = Field(default="dolphin", alias="schema")
+
+    def path(self) -> str:
+        return str(Path(self.database).expanduser() if self.database else warehouse_path())
+
+    def create_io_manager(self, context) -> DbIOManager:
+        path = self.path()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return DbIOManager(db_client=_Client(path), database=path, schema=self.schema_,
+                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+                           io_manager_name="DuckDBIOManager")

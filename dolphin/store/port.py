@@ -1,0 +1,150 @@
+"""Feature store port: map names and keys (DESIGN.md "Feature store keys"), typed records, operations.
+
+Values are JSON objects that always carry ``timestamp`` (ISO 8601 UTC, the instant the value is as of).
+The operations are the plain IMap subset every backend offers (Hazelcast 4.2 / 5.x open source, the
+embedded SQLite store): get, put, replace_if_same (compare-and-set), delete, keys.
+"""
+
+import json
+import re
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+# ---- map names and keys, exactly as DESIGN.md names them
+FEATURES = "DOLPHIN_FEATURES"
+SCAN_LATEST = "scan_latest"
+EXF_LATEST = "exf_latest"
+ESOF_LATEST = "esof_latest"
+ACB_STATE = "acb_state"
+VOL_REGIME = "vol_regime"
+MC_FOREWARNER_LATEST = "mc_forewarner_latest"
+FEATURE_KEYS = (SCAN_LATEST, EXF_LATEST, ESOF_LATEST, ACB_STATE, VOL_REGIME, MC_FOREWARNER_LATEST)
+SAFETY = "DOLPHIN_SAFETY"  # posture, Rm, breakdown
+SYSTEM_HEALTH = "DOLPHIN_SYSTEM_HEALTH"
+STATE_LATEST = "latest"  # key in DOLPHIN_STATE_<STRATEGY> holding capital, peak, drawdown
+
+_STRATEGY = re.compile(r"^[A-Z][A-Z0-9]*$")
+_MAP = re.compile(r"^DOLPHIN_(FEATURES|SAFETY|SYSTEM_HEALTH|STATE_[A-Z][A-Z0-9]*|PNL_[A-Z][A-Z0-9]*)$")
+_OB_KEY = re.compile(r"^asset_[A-Z0-9]+_ob$")
+
+
+class StoreKeyError(ValueError):
+    pass
+
+
+def _strategy(s: str) -> str:
+    s = str(s).upper()
+    if not _STRATEGY.match(s):
+        raise StoreKeyError(f"strategy name {s!r}: expected letters/digits, e.g. BLUE")
+    return s
+
+
+def state_map(strategy: str) -> str:
+    """``DOLPHIN_STATE_<STRATEGY>``: key ``latest`` -> capital, peak, drawdown."""
+    return f"DOLPHIN_STATE_{_strategy(strategy)}"
+
+
+def pnl_map(strategy: str) -> str:
+    """``DOLPHIN_PNL_<STRATEGY>``: key ``YYYY-MM-DD`` -> that day's results."""
+    return f"DOLPHIN_PNL_{_strategy(strategy)}"
+
+
+def asset_ob_key(symbol: str) -> str:
+    return f"asset_{str(symbol).upper()}_ob"
+
+
+def check_key(map_name: str, key: str | None = None) -> None:
+    """Refuse map names / DOLPHIN_FEATURES keys that DESIGN.md does not define (typos would silently
+    publish where no reader looks)."""
+    if not _MAP.match(str(map_name)):
+        raise StoreKeyError(f"unknown feature-store map {map_name!r} (DESIGN.md: DOLPHIN_FEATURES, "
+                            f"DOLPHIN_STATE_<STRATEGY>, DOLPHIN_PNL_<STRATEGY>, DOLPHIN_SAFETY, DOLPHIN_SYSTEM_HEALTH)")
+    if key is None:
+        return
+    if not isinstance(key, str) or not key:
+        raise StoreKeyError(f"{map_name}: key must be a non-empty string, got {key!r}")
+    if map_name == FEATURES and key not in FEATURE_KEYS and not _OB_KEY.match(key):
+        raise StoreKeyError(f"unknown {FEATURES} key {key!r} (expected one of {', '.join(FEATURE_KEYS)} "
+                            f"or asset_<SYMBOL>_ob)")
+
+
+def iso_utc(t=None) -> str:
+    """ISO 8601 UTC with milliseconds and 'Z' from epoch ms (int), a datetime, or now (None)."""
+    if t is None:
+        dt = datetime.now(timezone.utc)
+    elif isinstance(t, datetime):
+        dt = t.astimezone(timezone.utc) if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    else:
+        dt = datetime.fromtimestamp(int(t) / 1000, tz=timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    """A JSON object plus the instant it is as of. Stored as one JSON text with a ``timestamp`` field."""
+
+    value: dict = field(default_factory=dict)
+    timestamp: str = field(default_factory=iso_utc)
+
+    def __post_init__(self):
+        if "timestamp" in self.value:
+            raise ValueError("Record.value must not contain 'timestamp' (it is the record's own field)")
+        datetime.fromisoformat(self.timestamp.replace("Z", "+00:00"))  # validates
+
+    @property
+    def timestamp_ms(self) -> int:
+        return int(datetime.fromisoformat(self.timestamp.replace("Z", "+00:00")).timestamp() * 1000)
+
+    def to_json(self) -> str:
+        # canonical text: compare-and-set compares stored text, so equal records must serialise equally
+        return json.dumps({**self.value, "timestamp": self.timestamp}, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "Record":
+        d = json.loads(text)
+        if not isinstance(d, dict) or "timestamp" not in d:
+            raise ValueError(f"feature-store value is not a JSON object with 'timestamp': {text[:120]!r}")
+        ts = d.pop("timestamp")
+        return cls(d, ts)
+
+
+class FeatureStore(ABC):
+    """The port. Implementations: ``dolphin.store.embedded.EmbeddedStore`` (SQLite, cross-process)."""
+
+    @abstractmethod
+    def get(self, map_name: str, key: str) -> Record | None: ...
+
+    @abstractmethod
+    def put(self, map_name: str, key: str, record: Record) -> None: ...
+
+    @abstractmethod
+    def replace_if_same(self, map_name: str, key: str, expected: Record | None, new: Record) -> bool:
+        """Atomically store ``new`` if the current value equals ``expected`` (``None``: only if the key is
+        absent -- Hazelcast's put_if_absent). Returns whether it was stored."""
+
+    @abstractmethod
+    def delete(self, map_name: str, key: str) -> bool: ...
+
+    @abstractmethod
+    def keys(self, map_name: str) -> list: ...
+
+    def close(self) -> None:
+        pass
+
+
+def publish_if_newer(store: FeatureStore, map_name: str, key: str, record: Record, *, newer=None,
+                     attempts: int = 50) -> bool:
+    """Store ``record`` unless the current value is at least as new (default: by timestamp), with
+    compare-and-set so concurrent publishers never overwrite a newer value (no read-modify-write race).
+    Returns whether ``record`` was stored."""
+    newer = newer or (lambda new, old: new.timestamp_ms > old.timestamp_ms)
+    for i in range(attempts):
+        cur = store.get(map_name, key)
+        if cur is not None and not newer(record, cur):
+            return False
+        if store.replace_if_same(map_name, key, cur, record):
+            return True
+        time.sleep(min(0.001 * 2 ** i, 0.05))
+    raise TimeoutError(f"{map_name}/{key}: compare-and-set lost {attempts} times in a row")

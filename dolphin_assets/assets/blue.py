@@ -1,0 +1,151 @@
+"""The BLUE capital chain: one engine day run per partition, from the previous day's state in the ledger.
+
+``daily_pnl_blue`` runs the day and appends it to the capital ledger in the same step (the state
+transition and the day's result are one record), so no later day can start from a half-written day.
+It depends on its own previous partition: Dagster then runs backfills in day order. ``capital_ledger_blue``
+exports the ledger's rows (all versions) to DuckDB and publishes the hot copy to the feature store.
+"""
+
+import numpy as np
+import pandas as pd
+from dagster import (AssetDep, AssetExecutionContext, AssetIn, AssetOut, Config, Failure, MetadataValue, Output,
+                     asset, multi_asset)
+
+from dolphin.daily import day_start_ms, opening, run_day
+from dolphin.ledger import LedgerError
+from dolphin.scanner import read_scans
+from dolphin.store import STATE_LATEST, Record, iso_utc, pnl_map, publish_if_newer, state_map
+from dolphin.timeutil import DAY_MS, day_str
+from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
+from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
+from dolphin_assets.publish import ledger_is_newer, num
+from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir
+from dolphin_assets.settings import ENGINE_CONFIG, STRATEGY
+
+
+class DayRunConfig(Config):
+    rebase: bool = False  # re-running a day whose result changed voids the later days (see dolphin.ledger)
+
+
+def history_scans(scan_dir, panel):
+    """The scans row-aligned with the panel (day + history), from the eigen_scans Parquet files."""
+    try:
+        scans = read_scans(scan_dir, int(panel.open_time[0]), int(panel.open_time[-1]))
+    except FileNotFoundError:
+        scans = None
+    if scans is not None and len(scans) == panel.n_bars and np.array_equal(scans.open_time, panel.open_time):
+        return scans
+    days = [day_str(int(d) * DAY_MS) for d in np.unique(panel.open_time // DAY_MS)]
+    missing = [d for d in days if not (scan_dir / f"scans_{d}.parquet").exists()]
+    what = (f"missing for {', '.join(missing)}" if missing
+            else f"not aligned with market_bars in {days[0]} .. {days[-1]}")
+    raise Failure(description=f"eigen_scans {what}: materialise eigen_scans for those days first "
+                              f"(a day's engine run reads the scans of the {len(days) - 1} days before it)")
+
+
+@multi_asset(
+    partitions_def=DAILY, group_name="blue",
+    outs={"daily_pnl_blue": AssetOut(io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
+                                     dagster_type=pd.DataFrame,
+                                     description="BLUE's day: engine run from the ledger's previous closing "
+                                                 "state (capital, open position, pending order); one row."),
+          "trades_blue": AssetOut(io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
+                                  dagster_type=pd.DataFrame, description="Trades BLUE closed that day.")},
+    ins={"market_bars": AssetIn(), "vol_regime": AssetIn()},
+    deps=[AssetDep("eigen_scans", partition_mapping=SCAN_HISTORY),
+          AssetDep("daily_pnl_blue", partition_mapping=PREVIOUS_DAY)],
+)
+def daily_pnl_blue(context: AssetExecutionContext, config: DayRunConfig, market_bars, vol_regime, scan_dir: ScanDir,
+                   ledger: Ledger):
+    day, cfg, panel = context.partition_key, ENGINE_CONFIG, market_bars
+    book, start = ledger.open(), ledger.first_day()
+    try:
+        prev = book.previous(STRATEGY, day, start_day=start)
+    except LedgerError as exc:
+        raise Failure(description=str(exc)) from None
+    state, opening_equity = opening(prev, cfg)
+    scans = history_scans(scan_dir.dir(), panel)
+    rec, res = run_day(panel, scans, cfg, day=day, state=state, opening_equity=opening_equity)
+    day_ok = res.regime.ok[res.first_bar:]
+    if not np.array_equal(day_ok, vol_regime["regime_ok"].to_numpy(bool)):
+        raise Failure(description=f"vol_regime {day} disagrees with the engine's regime gate: re-materialise it")
+    try:
+        entry = book.record_day(STRATEGY, day, rec, start_day=start, run_id=context.run.run_id, rebase=config.rebase)
+    except LedgerError as exc:
+        raise Failure(description=str(exc)) from None
+
+    tr = res.trades
+    st = res.final_state
+    row = pd.DataFrame([{
+        "strategy": STRATEGY, "version": entry.version, "opening_equity": rec.opening_equity,
+        "closing_equity": rec.closing_equity, "closing_capital": rec.closing_capital, "pnl": entry.pnl,
+        "day_return": entry.ret, "trades": len(tr), "wins": int((tr["pnl"] > 0).sum()), "fees": float(tr["fees"].sum()),
+        "funding": float(tr["funding"].sum()), "trade_pnl": float(tr["pnl"].sum()), "bars": rec.bars,
+        "regime_ok_bars": int(day_ok.sum()), "open_position": st.position["symbol"] if st.position else "",
+        "pending_order": st.pending["kind"] if st.pending else "", "peak": entry.peak, "drawdown": entry.drawdown,
+    }])
+    row.insert(0, "day", day_column(context, 1))
+    trades = tr.assign(strategy=STRATEGY, entry_at=pd.to_datetime(tr["entry_time"], unit="ms"),
+                       exit_at=pd.to_datetime(tr["exit_time"], unit="ms"))
+    trades.insert(0, "day", day_column(context, len(trades)))
+    yield Output(row, output_name="daily_pnl_blue", metadata={
+        "opening_capital": rec.opening_equity, "closing_capital": rec.closing_equity, "pnl": entry.pnl,
+        "trades": len(tr), "ledger_version": entry.version, "started_from": prev.day if prev else "initial capital",
+        "carried": MetadataValue.json({"position": st.position, "pending": st.pending}),
+        # risk inputs are RiskInputs.defaults until the risk-layer issue (ExF, EsoF, ACB, MC envelope)
+        "engine_inputs": MetadataValue.md("\n".join(f"- {n}" for n in res.notes))})
+    yield Output(trades, output_name="trades_blue", metadata={"trades": len(trades)})
+
+
+def _ledger_frame(rows) -> pd.DataFrame:
+    out = []
+    for e in rows:
+        r = e.record
+        out.append({"day": pd.Timestamp(e.day), "strategy": e.strategy, "seq": e.seq, "version": e.version,
+                    "kind": e.kind, "superseded": e.superseded, "recorded_at": e.recorded_at, "run_id": e.run_id,
+                    "note": e.note, "opening_equity": r.opening_equity if r else np.nan,
+                    "closing_equity": r.closing_equity if r else np.nan,
+                    "closing_capital": r.closing_capital if r else np.nan,
+                    "peak": e.peak if r else np.nan, "drawdown": e.drawdown if r else np.nan,
+                    "n_trades": r.n_trades if r else 0})
+    df = pd.DataFrame(out)
+    df["day"] = df["day"].astype("datetime64[ns]")
+    return df
+
+
+@asset(partitions_def=DAILY, group_name="blue", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
+       deps=["daily_pnl_blue"],
+       description="The capital ledger's rows for the day (every version; the latest is the truth), "
+                   "exported from the SQLite ledger; publishes DOLPHIN_STATE_BLUE and DOLPHIN_PNL_BLUE.")
+def capital_ledger_blue(context: AssetExecutionContext, ledger: Ledger,
+                        feature_store: FeatureStoreResource) -> pd.DataFrame:
+    day = context.partition_key
+    book = ledger.open()
+    rows = book.history(STRATEGY, day)
+    if book.entry(STRATEGY, day) is None:
+        raise Failure(description=f"the capital ledger has no current result for {STRATEGY} {day}: "
+                                  f"materialise daily_pnl_blue for {day} first")
+    current = book.current(STRATEGY)
+    last, seq = current[-1], book.last_seq()
+    store = feature_store.open()
+    state = Record({"strategy": STRATEGY, "day": last.day, "capital": last.record.closing_capital,
+                    "equity": last.record.closing_equity, "peak": last.peak, "drawdown": last.drawdown,
+                    "ledger_seq": seq}, iso_utc(day_start_ms(last.day) + DAY_MS))
+    published = publish_if_newer(store, state_map(STRATEGY), STATE_LATEST, state, newer=ledger_is_newer)
+    pmap = pnl_map(STRATEGY)
+    for e in current:
+        if e.day == day:
+            r = e.record
+            store.put(pmap, day, Record({
+                "strategy": STRATEGY, "day": day, "version": e.version, "opening_equity": r.opening_equity,
+                "closing_equity": r.closing_equity, "capital": r.closing_capital, "pnl": num(e.pnl),
+                "return": num(e.ret), "trades": r.n_trades, "wins": sum(t["pnl"] > 0 for t in r.trades),
+                "peak": e.peak, "drawdown": e.drawdown}, iso_utc(day_start_ms(day) + DAY_MS)))
+    live = {e.day for e in current}
+    for k in store.keys(pmap):  # days voided by a rebase leave the hot copy too
+        if k not in live:
+            store.delete(pmap, k)
+    context.add_output_metadata({"versions": len(rows), "chain_last_day": last.day,
+                                 "capital": last.record.closing_capital, "peak": last.peak,
+                                 "drawdown": last.drawdown, "published_state": published})
+    return _ledger_frame(rows)

@@ -1,0 +1,108 @@
+"""Day partitions of the market layer: bars -> eigenvalue scans, vol regime."""
+
+import numpy as np
+import pandas as pd
+from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+
+from dolphin.daily import check_day_panel, day_start_ms, history_bars
+from dolphin.engine.regime import vol_regime as compute_vol_regime
+from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet
+from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, publish_if_newer
+from dolphin.timeutil import DAY_MS, fmt_ms
+from dolphin_assets.partitions import DAILY
+from dolphin_assets.publish import num, scan_is_newer, scan_record
+from dolphin_assets.resources import FeatureStoreResource, MarketData, ScanDir
+from dolphin_assets.settings import ENGINE_CONFIG
+
+WAREHOUSE = "warehouse"
+DAY_COLUMN = {"partition_expr": "day"}
+
+
+def day_column(context, n: int) -> pd.Series:
+    return pd.Series(np.full(n, pd.Timestamp(context.partition_key)), dtype="datetime64[ns]")
+
+
+@asset(partitions_def=DAILY, group_name="market", kinds={"python"},
+       description="Aligned candles of the UTC day plus the warm-up tail the scans and the engine need "
+                   "(history_bars: 2068 bars at 5m), via dolphin.data.load_panel.")
+def market_bars(context: AssetExecutionContext, market_data: MarketData):
+    day = context.partition_key
+    t0 = day_start_ms(day)
+    panel = market_data.load_day(t0, t0 + DAY_MS - 1, history_bars(ENGINE_CONFIG))
+    check_day_panel(panel, day)
+    issues = [i.describe() for i in panel.issues]
+    return Output(panel, metadata={
+        "assets": panel.n_assets, "day_bars": panel.n_bars - panel.warmup_bars, "warmup_bars": panel.warmup_bars,
+        "first_bar": fmt_ms(panel.open_time[0]), "last_bar": fmt_ms(panel.open_time[-1]),
+        "data_issues": len(issues), "issues": MetadataValue.md("\n".join(f"- {s}" for s in issues[:20]) or "none"),
+    })
+
+
+def scans_frame(scans, warm: np.ndarray) -> pd.DataFrame:
+    """The scans without the per-asset list columns (loadings, closes: in the Parquet files)."""
+    n = scans.n_assets
+    cols = {"timestamp": scans.timestamp.astype(np.int64),
+            "bar_open_time": pd.to_datetime(scans.open_time, unit="ms"), "n_assets": np.full(len(scans), n)}
+    for k, w in enumerate(scans.windows):
+        cols[f"lambda_w{w}"] = scans.lam[:, k]
+        cols[f"lambda_norm_w{w}"] = scans.lam[:, k] / n
+        cols[f"velocity_w{w}"] = scans.velocity[:, k]
+        cols[f"instability_w{w}"] = scans.instability[:, k]
+        cols[f"valid_w{w}"] = scans.valid[:, k]
+    cols.update(vel_div=scans.vel_div, fallbacks=scans.fallbacks.astype(np.int16), warm=warm)
+    return pd.DataFrame(cols)
+
+
+def _range(a) -> str:
+    a = np.asarray(a, float)
+    a = a[np.isfinite(a)]
+    return f"[{a.min():.6g}, {a.max():.6g}]" if a.size else "n/a (not warm)"
+
+
+@asset(partitions_def=DAILY, group_name="market", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN,
+       kinds={"duckdb", "parquet"}, ins={"market_bars": AssetIn()},
+       description="Eigenvalue scans of the day (dolphin.scanner.scan): scans_YYYY-MM-DD.parquet under the "
+                   "scan directory (full schema) and the scalar columns in DuckDB; publishes scan_latest.")
+def eigen_scans(context: AssetExecutionContext, market_bars, scan_dir: ScanDir,
+                feature_store: FeatureStoreResource) -> pd.DataFrame:
+    panel = market_bars
+    scans = scan(panel)  # the day's rows (the panel's warm-up rows are history)
+    paths = write_day_parquet(scans, scan_dir.dir())
+    # a row is "after warm-up" once the data holds WARMUP_BARS bars before it (the seed window is full)
+    warm = panel.warmup_bars + np.arange(len(scans)) >= WARMUP_BARS
+    df = scans_frame(scans, warm)
+    df.insert(0, "day", day_column(context, len(df)))
+    store = feature_store.open()
+    latest = scan_record(scans, -1, f"eigen_scans {context.partition_key}")
+    published = publish_if_newer(store, FEATURES, SCAN_LATEST, latest, newer=scan_is_newer)
+    meta = {"scans": len(scans), "warm_scans": int(warm.sum()), "parquet": str(paths[0]),
+            "vel_div_range": _range(scans.vel_div),
+            "fallbacks": MetadataValue.json({f"w{w}": c for w, c in scans.fallback_counts().items()}),
+            "published_scan_latest": published}
+    for k, w in enumerate(scans.windows):
+        meta[f"lambda_w{w}_range"] = _range(scans.lam[:, k])
+    context.add_output_metadata(meta)
+    return df
+
+
+@asset(partitions_def=DAILY, group_name="market", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
+       ins={"market_bars": AssetIn()},
+       description="Vol regime gate of the day (dolphin.engine.regime.vol_regime with the BLUE settings): "
+                   "realised vol of the market return vs its rolling past percentile; publishes vol_regime.")
+def vol_regime(context: AssetExecutionContext, market_bars, feature_store: FeatureStoreResource) -> pd.DataFrame:
+    panel, cfg = market_bars, ENGINE_CONFIG
+    reg = compute_vol_regime(panel.close, cfg.vol_window, cfg.vol_lookback, cfg.vol_percentile)
+    lo = panel.warmup_bars
+    df = pd.DataFrame({"timestamp": panel.close_time[lo:].astype(np.int64),
+                       "bar_open_time": pd.to_datetime(panel.open_time[lo:], unit="ms"),
+                       "market_return": reg.market_return[lo:], "realised_vol": reg.realised_vol[lo:],
+                       "threshold": reg.threshold[lo:], "regime_ok": reg.ok[lo:]})
+    df.insert(0, "day", day_column(context, len(df)))
+    latest = reg.latest()
+    rec = Record({"current_vol": num(latest["current_vol"]), "vol_p60": num(latest["vol_p60"]),
+                  "regime_ok": latest["regime_ok"], "percentile": cfg.vol_percentile, "date": context.partition_key},
+                 iso_utc(int(panel.close_time[-1])))
+    published = publish_if_newer(feature_store.open(), FEATURES, VOL_REGIME, rec)
+    context.add_output_metadata({"regime_ok_bars": int(reg.ok[lo:].sum()), "bars": len(df),
+                                 "published_vol_regime": published})
+    return df

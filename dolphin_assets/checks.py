@@ -1,0 +1,153 @@
+"""Asset checks: the user's regression gates (DESIGN.md floors) and the scan data checks.
+
+- ``eigen_scans``: no NaN after warm-up, λ/N in [1/N, 1], one scan per bar of the day. Blocking: a day
+  with bad scans does not reach the engine.
+- ``daily_pnl_blue``: every DESIGN.md floor on the window (10 or 55 days) ending at the partition, from
+  the capital ledger's daily table (dolphin.metrics.evaluate_floors_at). Severity ERROR when the floor
+  fails (with the real value), WARN when the chain has fewer days than the window (N/A: not shown to
+  pass). Not blocking: the ledger export and the hot copy go on regardless -- a failed floor is a
+  verdict on the strategy, not a reason to lose the day's bookkeeping.
+- Freshness: ``daily_pnl_blue``'s latest partition must exist by 01:00 UTC (the paper day runs at
+  00:05): ``build_time_partition_freshness_checks``, evaluated every 10 minutes by its sensor (not part
+  of the day runs: a backfill of old days would report it failing on every run). Dagster 1.13 marks
+  this builder as superseded by ``FreshnessPolicy``, but a FreshnessPolicy only asks "was the asset
+  materialised recently" (any partition, e.g. a re-run of an old day, counts); the requirement is
+  "the latest partition exists", which is exactly what this check evaluates.
+
+Partitioned checks (``AssetCheckSpec(partitions_def=...)``, preview in Dagster 1.13) record one result
+per day, next to the day's materialisation.
+"""
+
+import math
+import warnings
+
+import numpy as np
+from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetIn,
+                     AssetKey, MetadataValue, PreviewWarning, SupersessionWarning, build_sensor_for_freshness_checks,
+                     build_time_partition_freshness_checks, multi_asset_check)
+
+from dolphin.daily import floors_at
+from dolphin.metrics import FLOORS
+from dolphin.scanner.writer import from_table
+from dolphin.timeutil import DAY_MS
+from dolphin_assets.partitions import DAILY
+from dolphin_assets.resources import Ledger, ScanDir
+from dolphin_assets.settings import STRATEGY
+
+LAMBDA_TOL = 1e-9  # relative slack on the λ/N bounds for rounding (λmax of a correlation matrix is in [1, N])
+SCAN_CHECKS = ("no_nan_after_warmup", "lambda_norm_in_range", "scan_count_is_day_bars")
+
+
+def floor_check_name(spec) -> str:
+    return f"floor_{spec.key}_{spec.window_days}d"
+
+
+def _specs(asset: str, names, blocking: bool, descriptions) -> list:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PreviewWarning)  # partitioned asset checks
+        return [AssetCheckSpec(n, asset=asset, blocking=blocking, partitions_def=DAILY, description=d)
+                for n, d in zip(names, descriptions)]
+
+
+# ---------------------------------------------------------------- eigen_scans data checks (pure)
+
+
+def scan_data_checks(df, loadings=None) -> dict:
+    """name -> (passed, metadata) for one day's scan frame (``scans_frame`` columns + ``warm``);
+    ``loadings`` (T, K, N) from the day's Parquet file are checked for NaN on warm rows too (missing or
+    misaligned loadings fail the NaN check: the engine reads them)."""
+    out = {}
+    warm = df["warm"].to_numpy(bool)
+    value_cols = [c for c in df.columns if c.startswith(("lambda_", "velocity_", "instability_")) or c == "vel_div"]
+    finite = np.isfinite(df.loc[warm, value_cols].to_numpy(float)).all(axis=0)
+    bad_cols = [c for c, ok in zip(value_cols, finite) if not ok]
+    invalid = int((~df.loc[warm, [c for c in df.columns if c.startswith("valid_")]].to_numpy(bool)).sum())
+    have_load = loadings is not None and len(loadings) == len(df)
+    nan_load = int((~np.isfinite(loadings[warm])).any(axis=(1, 2)).sum()) if have_load else 0
+    out["no_nan_after_warmup"] = (not bad_cols and nan_load == 0 and invalid == 0 and have_load, {
+        "warm_scans": int(warm.sum()), "columns_with_nan": ", ".join(bad_cols) or "none",
+        "scans_with_nan_loadings": nan_load if have_load else "n/a: day Parquet missing or not aligned",
+        "invalid_window_flags": invalid})
+
+    n = int(df["n_assets"].iloc[0]) if len(df) else 0
+    worst = {}
+    ok = bool(len(df))
+    for c in [c for c in df.columns if c.startswith("lambda_norm_w")]:
+        w = c.removeprefix("lambda_norm_w")
+        v = df.loc[df[f"valid_w{w}"].to_numpy(bool), c].to_numpy(float)
+        if v.size:
+            inside = (v >= (1.0 / n) * (1 - LAMBDA_TOL)) & (v <= 1.0 + LAMBDA_TOL)
+            ok &= bool(inside.all())
+            worst[c] = f"[{v.min():.6g}, {v.max():.6g}]"
+    out["lambda_norm_in_range"] = (ok, {"n_assets": n, "bounds": f"[1/{n}, 1]" if n else "n/a", **worst})
+
+    bar_ms = int(df["timestamp"].iloc[0] - df["bar_open_time"].iloc[0].value // 1_000_000) if len(df) else 0
+    want = DAY_MS // bar_ms if bar_ms > 0 else 0
+    out["scan_count_is_day_bars"] = (len(df) == want and want > 0, {"scans": len(df), "bars_of_day": want})
+    return out
+
+
+@multi_asset_check(
+    specs=_specs("eigen_scans", SCAN_CHECKS, True, (
+        "Every scan with a full warm-up (WARMUP_BARS of history) has finite λ, λ/N, velocity, instability, "
+        "vel_div and loadings, and every window valid.",
+        "λ_W/N lies in [1/N, 1] on every valid scan (largest eigenvalue of an N x N correlation matrix).",
+        "One scan per bar of the UTC day (288 at 5m).")),
+    ins={"scans": AssetIn(key="eigen_scans")},
+)
+def eigen_scans_checks(context: AssetCheckExecutionContext, scans, scan_dir: ScanDir):
+    day = context.partition_key
+    path = scan_dir.dir() / f"scans_{day}.parquet"
+    loadings = None
+    if path.exists():
+        import pyarrow.parquet as pq
+
+        loadings = from_table(pq.read_table(path)).loadings
+    for name, (passed, meta) in scan_data_checks(scans, loadings).items():
+        yield AssetCheckResult(check_name=name, asset_key="eigen_scans", passed=bool(passed),
+                               severity=AssetCheckSeverity.ERROR, metadata=meta)
+
+
+# ---------------------------------------------------------------- daily_pnl_blue floors
+
+
+def _value(v) -> MetadataValue:
+    v = float(v)
+    return MetadataValue.float(v) if math.isfinite(v) else MetadataValue.text("n/a" if math.isnan(v) else str(v))
+
+
+def floor_check_results(report, asset_key: str = "daily_pnl_blue") -> list:
+    """One AssetCheckResult per floor of a ``FloorReport`` restricted to the windows ending on the day."""
+    out = []
+    for f in report.floors:
+        s = f.spec
+        meta = {"status": f.status, "value": _value(f.latest_value), "rule": f"{s.label} {s.rule}",
+                "threshold": s.threshold, "window": f"{f.latest_start} .. {f.latest_end}" if f.latest_end else
+                f"needs {s.window_days} days, the chain has {f.n_days}", "window_days": s.window_days,
+                "chain_days": f.n_days}
+        out.append(AssetCheckResult(
+            check_name=floor_check_name(s), asset_key=asset_key, passed=f.status == "PASS", metadata=meta,
+            severity=AssetCheckSeverity.WARN if f.status == "N/A" else AssetCheckSeverity.ERROR,
+            description=None if f.status != "N/A" else "N/A: fewer chain days than the window"))
+    return out
+
+
+@multi_asset_check(
+    specs=_specs("daily_pnl_blue", [floor_check_name(s) for s in FLOORS], False,
+                 [f"DESIGN.md floor: {s.label} {s.rule} on the {s.window_days}-day window ending at the partition"
+                  for s in FLOORS]),
+)
+def daily_pnl_blue_floors(context: AssetCheckExecutionContext, ledger: Ledger):
+    day = context.partition_key
+    start = ledger.first_day()
+    entries = [e for e in ledger.open().current(STRATEGY, upto=day) if e.day >= start]
+    yield from floor_check_results(floors_at(entries, day))
+
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", SupersessionWarning)  # see the module docstring
+    FRESHNESS_CHECKS = build_time_partition_freshness_checks(
+        assets=[AssetKey("daily_pnl_blue")], deadline_cron="0 1 * * *", timezone="UTC",
+        severity=AssetCheckSeverity.ERROR)
+    FRESHNESS_SENSOR = build_sensor_for_freshness_checks(freshness_checks=FRESHNESS_CHECKS,
+                                                         minimum_interval_seconds=600, name="freshness_checks_sensor")

@@ -1,0 +1,45 @@
+"""The one ``Definitions`` of the DOLPHIN code location (``workspace.yaml`` loads ``defs``)."""
+
+from dagster import Definitions, FilesystemIOManager, multiprocess_executor
+
+from dolphin_assets.assets.blue import capital_ledger_blue, daily_pnl_blue
+from dolphin_assets.assets.live import scan_latest, scan_latest_job
+from dolphin_assets.assets.market import eigen_scans, market_bars, vol_regime
+from dolphin_assets.checks import FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks
+from dolphin_assets.resources import FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
+from dolphin_assets.schedules import blue_paper_day_job, blue_paper_day_schedule
+from dolphin_assets.sensors import scan_files_sensor
+
+ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest]
+ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS]
+
+
+def resources(**overrides) -> dict:
+    """Default resources; tests and the bench override single entries (e.g. ``ledger=Ledger(start_day=...)``)."""
+    base = {
+        # market_bars (a Panel with its warm-up tail) is pickled under the instance's storage directory
+        "io_manager": FilesystemIOManager(),
+        "warehouse": Warehouse(),
+        "market_data": MarketData(),
+        "scan_dir": ScanDir(),
+        "ledger": Ledger(),
+        "feature_store": FeatureStoreResource(),
+    }
+    return {**base, **overrides}
+
+
+# Steps run in forked processes of one forkserver that preloaded the code location, Dagster's storage stack
+# and the numba kernels (dolphin_assets.preload): a step starts in milliseconds instead of about a second.
+# One process per core (the multiprocess executor's default).
+EXECUTOR = multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": ["dolphin_assets.preload"]}}}, name="multiprocess_forkserver")
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=ASSET_CHECKS,
+    jobs=[blue_paper_day_job, scan_latest_job],
+    schedules=[blue_paper_day_schedule],
+    sensors=[scan_files_sensor, FRESHNESS_SENSOR],
+    resources=resources(),
+    executor=EXECUTOR,
+)

@@ -1,0 +1,132 @@
+"""Watching the scan Arrow directory (``<scan_dir>/YYYY-MM-DD/scan_*.arrow``): which files are new.
+
+Rules (the cursor is the newest mtime handled plus the names handled at exactly that mtime, never a
+scan number: NG6-style scanners restart their counters, so names go backwards while mtimes go forward):
+
+- a file is new when its mtime is past the cursor's, or equal to it under a name not handled yet (file
+  times are coarse: two files can share one); a rewrite under the same name gets a new mtime and is new
+  once more;
+- temporary names (``.scan_*.tmp`` of the atomic writer, anything not ``scan_*.arrow``) are ignored;
+- a file whose Arrow footer/table does not parse is *partial* while it is younger than ``settle_s``
+  (still being written: it is re-checked every poll, whatever the cursor does, until it parses); older
+  than that it is *corrupt*: reported once and passed over, never blocking the files after it.
+
+Pure functions of the directory and the cursor (JSON), so the sensor is a thin wrapper and the rules
+are testable without Dagster.
+"""
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from dolphin.scanner.schema import parse_metadata
+
+_DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_SCAN_FILE = re.compile(r"^scan_[^.]+\.arrow$")
+
+
+@dataclass
+class Cursor:
+    mtime_ns: int = -1
+    names: list = field(default_factory=list)  # relative names handled with mtime == mtime_ns
+    pending: dict = field(default_factory=dict)  # partial files: relative name -> size when last seen
+
+    def is_new(self, f: "ScanFile") -> bool:
+        return f.mtime_ns > self.mtime_ns or (f.mtime_ns == self.mtime_ns and f.rel not in self.names)
+
+    def to_json(self) -> str:
+        return json.dumps({"mtime_ns": self.mtime_ns, "names": self.names, "pending": self.pending}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> "Cursor":
+        if not text:
+            return cls()
+        d = json.loads(text)
+        return cls(int(d.get("mtime_ns", -1)), list(d.get("names", [])), dict(d.get("pending", {})))
+
+
+@dataclass(frozen=True)
+class ScanFile:
+    rel: str  # YYYY-MM-DD/scan_<n>.arrow
+    path: Path
+    mtime_ns: int
+    size: int
+
+    @property
+    def key(self) -> tuple:
+        return (self.mtime_ns, self.rel)
+
+
+@dataclass
+class Poll:
+    ready: list  # complete new files, oldest first (ScanFile)
+    corrupt: list  # (ScanFile, reason)
+    partial: list  # ScanFile
+    cursor: Cursor
+
+    @property
+    def newest(self) -> ScanFile | None:
+        return self.ready[-1] if self.ready else None
+
+
+def list_scan_files(scan_dir) -> list:
+    out = []
+    root = Path(scan_dir)
+    if not root.is_dir():
+        return out
+    for day in root.iterdir():
+        if not (day.is_dir() and _DAY_DIR.match(day.name)):
+            continue
+        for p in day.iterdir():
+            if not _SCAN_FILE.match(p.name):
+                continue
+            try:
+                st = p.stat()
+            except FileNotFoundError:  # renamed/removed between listing and stat
+                continue
+            out.append(ScanFile(f"{day.name}/{p.name}", p, st.st_mtime_ns, st.st_size))
+    return sorted(out, key=lambda f: f.key)
+
+
+def check_arrow(path) -> str | None:
+    """None if ``path`` is a complete one-row scan Arrow IPC file, else why not."""
+    try:
+        with pa.memory_map(str(path)) as src:
+            table = pa.ipc.open_file(src).read_all()
+        parse_metadata(table.schema)
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError, ValueError, KeyError) as exc:
+        return f"{type(exc).__name__}: {exc}"[:300]
+    if table.num_rows != 1:
+        return f"{table.num_rows} rows, expected one scan"
+    return None
+
+
+def poll(scan_dir, cursor: Cursor, *, settle_s: float = 30.0, now_s: float | None = None) -> Poll:
+    now_ns = int((time.time() if now_s is None else now_s) * 1e9)
+    files = list_scan_files(scan_dir)
+    todo = [f for f in files if cursor.is_new(f) or f.rel in cursor.pending]
+    ready, corrupt, partial = [], [], []
+    for f in todo:
+        why = check_arrow(f.path)
+        if why is None:
+            ready.append(f)
+        elif now_ns - f.mtime_ns < settle_s * 1e9:
+            partial.append(f)
+        else:
+            corrupt.append((f, why))
+    done = ready + [f for f, _ in corrupt]
+    top = max([cursor.mtime_ns, *(f.mtime_ns for f in done)])
+    names = sorted({*(cursor.names if top == cursor.mtime_ns else ()), *(f.rel for f in done if f.mtime_ns == top)})
+    return Poll(ready, corrupt, partial, Cursor(top, names, {f.rel: f.size for f in partial}))
+
+
+def newest_complete(scan_dir) -> ScanFile | None:
+    """The newest (by mtime, name) complete scan file, for a run without an explicit file."""
+    for f in reversed(list_scan_files(scan_dir)):
+        if check_arrow(f.path) is None:
+            return f
+    return None
