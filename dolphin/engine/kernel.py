@@ -171,7 +171,7 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
     Returns the trade arrays (closed trades, plus the still-open one when ``close_at_end`` is False is
     NOT included: it lives in the returned state), per-bar outputs and the final state."""
     T, N = close.shape
-    max_tr = T // 2 + 3
+    max_tr = T + 2  # generous bound (at most one fill per bar, +1 carried): numba does not bounds-check
     tr_entry = np.full(max_tr, -1, np.int64)
     tr_exit = np.full(max_tr, -1, np.int64)
     tr_asset = np.full(max_tr, -1, np.int64)
