@@ -73,7 +73,11 @@ def test_feature_store_kinds(tmp_path, monkeypatch):
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
     FeatureStoreResource().open().put(FEATURES, SCAN_LATEST, Record({"vel_div": 1.0}))
     assert (tmp_path / "store" / "features.sqlite").exists()
-    with pytest.raises(NotImplementedError, match="not implemented until the feature-store issue"):
-        FeatureStoreResource(kind="hazelcast").open()
+    from dolphin.store import StoreUnavailableError
+
+    # configuration-only swap: the hazelcast kind builds a real client (nothing listens on port 1 here)
+    monkeypatch.setenv("DOLPHIN_HZ_CONNECT_TIMEOUT", "2")
+    with pytest.raises(StoreUnavailableError, match="127.0.0.1:1"):
+        FeatureStoreResource(kind="hazelcast", hazelcast_members=["127.0.0.1:1"]).open()
     with pytest.raises(ValueError, match="expected embedded or hazelcast"):
         FeatureStoreResource(kind="redis").open()

@@ -2,15 +2,22 @@
 
 Values are JSON objects that always carry ``timestamp`` (ISO 8601 UTC, the instant the value is as of).
 The operations are the plain IMap subset every backend offers (Hazelcast 4.2 / 5.x open source, the
-embedded SQLite store): get, put, replace_if_same (compare-and-set), delete, keys.
+embedded SQLite store): get, put, replace_if_same (compare-and-set), delete, keys; ``update`` (bounded
+compare-and-set loop with back-off) on top; entry listeners (``listen`` / ``unlisten``) and topics
+(``publish`` / ``subscribe`` / ``unsubscribe``) for scan events; ``close``.
+
+Failure contract: when the backend cannot be reached, reads raise ``StoreUnavailableError`` quickly (the
+survival stack's Cat1 sees it) and writes raise it too -- a write is never silently dropped.
 """
 
 import json
 import re
 import time
 from abc import ABC, abstractmethod
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Callable
 
 # ---- map names and keys, exactly as DESIGN.md names them
 FEATURES = "DOLPHIN_FEATURES"
@@ -24,14 +31,26 @@ FEATURE_KEYS = (SCAN_LATEST, EXF_LATEST, ESOF_LATEST, ACB_STATE, VOL_REGIME, MC_
 SAFETY = "DOLPHIN_SAFETY"  # posture, Rm, breakdown
 SYSTEM_HEALTH = "DOLPHIN_SYSTEM_HEALTH"
 STATE_LATEST = "latest"  # key in DOLPHIN_STATE_<STRATEGY> holding capital, peak, drawdown
+SCAN_TOPIC = "DOLPHIN_SCAN_EVENTS"  # topic: one message per published scan
 
 _STRATEGY = re.compile(r"^[A-Z][A-Z0-9]*$")
 _MAP = re.compile(r"^DOLPHIN_(FEATURES|SAFETY|SYSTEM_HEALTH|STATE_[A-Z][A-Z0-9]*|PNL_[A-Z][A-Z0-9]*)$")
 _OB_KEY = re.compile(r"^asset_[A-Z0-9]+_ob$")
+_TOPIC = re.compile(r"^DOLPHIN_[A-Z0-9_]+$")
 
 
 class StoreKeyError(ValueError):
     pass
+
+
+class StoreUnavailableError(ConnectionError):
+    """The feature store cannot be reached (Hazelcast members down / client disconnected, SQLite file gone
+    or unreadable). Raised quickly by reads and by writes (writes are never silently dropped)."""
+
+
+def check_topic(topic: str) -> None:
+    if not isinstance(topic, str) or not _TOPIC.match(topic):
+        raise StoreKeyError(f"topic name {topic!r}: expected DOLPHIN_<NAME> (e.g. {SCAN_TOPIC})")
 
 
 def _strategy(s: str) -> str:
@@ -110,8 +129,23 @@ class Record:
         return cls(d, ts)
 
 
+ADDED, UPDATED, REMOVED = "added", "updated", "removed"
+
+
+@dataclass(frozen=True)
+class EntryEvent:
+    """One change of one entry, delivered to ``listen`` callbacks in order per key. ``record`` is the new
+    value (added / updated) or the removed value (removed; ``None`` if the backend does not know it)."""
+
+    map_name: str
+    key: str
+    type: str  # ADDED | UPDATED | REMOVED
+    record: "Record | None"
+
+
 class FeatureStore(ABC):
-    """The port. Implementations: ``dolphin.store.embedded.EmbeddedStore`` (SQLite, cross-process)."""
+    """The port. Implementations: ``dolphin.store.embedded.EmbeddedStore`` (SQLite, cross-process) and
+    ``dolphin.store.hazelcast.HazelcastStore``."""
 
     @abstractmethod
     def get(self, map_name: str, key: str) -> Record | None: ...
@@ -130,8 +164,51 @@ class FeatureStore(ABC):
     @abstractmethod
     def keys(self, map_name: str) -> list: ...
 
+    def update(self, map_name: str, key: str, fn: Callable[["Record | None"], "Record | None"],
+               attempts: int = 50) -> "Record | None":
+        """Read-modify-write without lost updates: ``fn(current) -> new`` (``None``: leave as is), stored with
+        ``replace_if_same`` (``put_if_absent`` when the key is absent), retried with bounded jittered
+        back-off. Returns the stored record (or the current one when ``fn`` returned ``None``); raises
+        ``TimeoutError`` after ``attempts`` lost races. ``fn`` may run several times: keep it pure."""
+        for i in range(attempts):
+            cur = self.get(map_name, key)
+            new = fn(cur)
+            if new is None:
+                return cur
+            if self.replace_if_same(map_name, key, cur, new):
+                return new
+            time.sleep(random.uniform(0, min(0.001 * 2 ** i, 0.05)))
+        raise TimeoutError(f"{map_name}/{key}: compare-and-set lost {attempts} times in a row")
+
+    # ---- change events and topics (default: not supported by this adapter)
+    def listen(self, map_name: str, callback: Callable[[EntryEvent], None]):
+        """Call ``callback(EntryEvent)`` for every later change in ``map_name`` (from any process / client),
+        in order per key, on a background thread. Returns a handle for ``unlisten``."""
+        raise NotImplementedError(f"{type(self).__name__} has no entry listeners")
+
+    def unlisten(self, handle) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no entry listeners")
+
+    def publish(self, topic: str, payload: dict) -> None:
+        """Publish a JSON object on ``topic`` (e.g. ``SCAN_TOPIC``) to every current subscriber."""
+        raise NotImplementedError(f"{type(self).__name__} has no topics")
+
+    def subscribe(self, topic: str, callback: Callable[[dict], None]):
+        """Call ``callback(payload)`` for every later message on ``topic``, in publish order, on a background
+        thread. Returns a handle for ``unsubscribe``."""
+        raise NotImplementedError(f"{type(self).__name__} has no topics")
+
+    def unsubscribe(self, handle) -> None:
+        raise NotImplementedError(f"{type(self).__name__} has no topics")
+
     def close(self) -> None:
-        pass
+        """Stop listeners / subscriptions and release connections. Idempotent."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def publish_if_newer(store: FeatureStore, map_name: str, key: str, record: Record, *, newer=None,

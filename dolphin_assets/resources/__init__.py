@@ -94,7 +94,7 @@ class Ledger(ConfigurableResource):
 
 class FeatureStoreResource(ConfigurableResource):
     """Builds the feature store from configuration: ``embedded`` (SQLite under the data home, shared by
-    local processes) now; ``hazelcast`` arrives with the feature-store issue (configuration-only swap)."""
+    local processes) or ``hazelcast`` (members / cluster name; credentials and TLS from DOLPHIN_HZ_* env)."""
 
     kind: str = Field(default=SETTINGS.feature_store, description="embedded | hazelcast")
     path: str = Field(default="", description="embedded: SQLite file (default <data home>/store/features.sqlite)")
@@ -105,8 +105,9 @@ class FeatureStoreResource(ConfigurableResource):
         if self.kind == "embedded":
             return EmbeddedStore(_under_home(self.path, "store", "features.sqlite"))
         if self.kind == "hazelcast":
-            raise NotImplementedError("feature store kind 'hazelcast' is not implemented until the feature-store "
-                                      "issue; use kind: embedded")
+            from dolphin.store.hazelcast import HazelcastStore
+
+            return HazelcastStore(list(self.hazelcast_members) or None, self.hazelcast_cluster or None)
         raise ValueError(f"feature store kind {self.kind!r}: expected embedded or hazelcast")
 
 

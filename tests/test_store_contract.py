@@ -1,0 +1,260 @@
+"""One contract for every feature-store adapter (DESIGN.md "Feature store keys").
+
+Parametrized over adapters: ``embedded`` always; ``hazelcast`` when ``DOLPHIN_HZ_MEMBERS`` points at a live
+cluster (plus DOLPHIN_HZ_CLUSTER / credentials / TLS from the same environment the adapter reads), skipped
+otherwise. The Hazelcast "unreachable cluster" test needs no server and always runs.
+"""
+
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import threading
+import time
+import uuid
+
+import pytest
+
+from dolphin.store import (ADDED, FEATURE_KEYS, FEATURES, REMOVED, SAFETY, SCAN_LATEST, SCAN_TOPIC, STATE_LATEST,
+                           SYSTEM_HEALTH, UPDATED, Record, StoreUnavailableError, asset_ob_key, pnl_map, state_map)
+from dolphin.store.embedded import EmbeddedStore
+
+HZ = os.environ.get("DOLPHIN_HZ_MEMBERS", "")
+ADAPTERS = ["embedded", pytest.param("hazelcast", marks=pytest.mark.skipif(
+    not HZ, reason="no Hazelcast cluster: set DOLPHIN_HZ_MEMBERS=host:port (and DOLPHIN_HZ_CLUSTER, ...) to run "
+                   "the contract against one"))]
+
+
+def _open(kind, path):
+    if kind == "embedded":
+        return EmbeddedStore(path)
+    from dolphin.store.hazelcast import HazelcastStore
+
+    return HazelcastStore(connect_timeout=10)
+
+
+def _wait(pred, timeout=10.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+@pytest.fixture(params=ADAPTERS)
+def world(request, tmp_path):
+    """(kind, path, store, strategy): a fresh strategy name per test keeps Hazelcast runs independent."""
+    kind, path = request.param, tmp_path / "features.sqlite"
+    store = _open(kind, path)
+    strategy = "T" + uuid.uuid4().hex[:10].upper()
+    for key in (*FEATURE_KEYS, asset_ob_key("BTCUSDT"), asset_ob_key("ETHUSDT")):
+        store.delete(FEATURES, key)
+    yield kind, path, store, strategy
+    store.close()
+
+
+def _scan_row(n_assets=400):
+    syms = [f"A{i:03d}USDT" for i in range(n_assets)]
+    return {"scan_number": 123456, "assets": syms, "vel_div": -0.0231,
+            "loadings": [[(i * 7 + j) % 1000 / 997.0 for j in range(n_assets)] for i in range(4)],
+            "closes": [1000.0 + i * 0.123456789 for i in range(n_assets)],
+            "eigenvalues": [12.5, 3.25, 1.125, 0.5]}
+
+
+def test_round_trip_every_key_family(world):
+    _, _, store, strat = world
+    entries = [(FEATURES, k, Record({"k": k, "x": 1.5})) for k in FEATURE_KEYS]
+    entries += [(FEATURES, asset_ob_key("btcusdt"), Record({"bids": [[50000.0, 1.2]], "asks": [[50001.0, 0.7]]})),
+                (state_map(strat), STATE_LATEST, Record({"capital": 25000.0, "peak": 26000.0, "drawdown": 0.0385})),
+                (pnl_map(strat), "2024-02-01", Record({"pnl": -12.5, "trades": 3})),
+                (pnl_map(strat), "2024-02-02", Record({"pnl": 40.0, "trades": 5})),
+                (SAFETY, "latest", Record({"posture": "APEX", "Rm": 0.97, "breakdown": {"cat1": 1.0}})),
+                (SYSTEM_HEALTH, "latest", Record({"ok": True, "components": {"scanner": "up"}}))]
+    for m, k, r in entries:
+        store.put(m, k, r)
+    for m, k, r in entries:
+        got = store.get(m, k)
+        assert got == r and got.timestamp == r.timestamp, (m, k)
+    assert store.keys(pnl_map(strat)) == ["2024-02-01", "2024-02-02"]
+    assert set(store.keys(FEATURES)) >= {*FEATURE_KEYS, "asset_BTCUSDT_ob"}
+    assert store.delete(SAFETY, "latest") and not store.delete(SAFETY, "latest")
+    assert store.get(SAFETY, "latest") is None
+    assert store.get(state_map(strat), "nothing-here") is None
+
+
+def test_large_value_round_trip(world):
+    _, _, store, _ = world
+    r = Record(_scan_row(400))
+    assert len(r.to_json()) > 20_000
+    store.put(FEATURES, SCAN_LATEST, r)
+    got = store.get(FEATURES, SCAN_LATEST)
+    assert got == r
+    assert len(got.value["loadings"]) == 4 and all(len(row) == 400 for row in got.value["loadings"])
+    assert got.value["closes"][399] == r.value["closes"][399]
+
+
+def test_replace_if_same_and_update_helper(world):
+    _, _, store, strat = world
+    m = state_map(strat)
+    a, b, c = Record({"v": 1}), Record({"v": 2}), Record({"v": 3})
+    assert store.replace_if_same(m, STATE_LATEST, None, a)
+    assert not store.replace_if_same(m, STATE_LATEST, None, b)
+    assert not store.replace_if_same(m, STATE_LATEST, b, c)
+    assert store.replace_if_same(m, STATE_LATEST, a, c) and store.get(m, STATE_LATEST) == c
+    got = store.update(m, STATE_LATEST, lambda cur: Record({"v": cur.value["v"] + 10}))
+    assert got.value == {"v": 13} and store.get(m, STATE_LATEST) == got
+    assert store.update(m, STATE_LATEST, lambda cur: None) == got  # fn declines: unchanged
+    assert store.update(m, "other", lambda cur: Record({"v": 0 if cur is None else -1})).value == {"v": 0}
+
+
+def _bump(cur):
+    return Record({"count": (cur.value["count"] if cur else 0) + 1})
+
+
+def _increment(kind, path, n, go):
+    store = _open(kind, path)
+    go.wait(30)
+    for _ in range(n):
+        store.update(FEATURES, "acb_state", _bump, attempts=1000)
+    store.close()
+
+
+def test_update_under_four_concurrent_processes_loses_nothing(world):
+    kind, path, store, _ = world
+    ctx = mp.get_context("fork" if kind == "embedded" else "spawn")
+    go = ctx.Event()
+    procs = [ctx.Process(target=_increment, args=(kind, path, 50, go)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert store.get(FEATURES, "acb_state").value["count"] == 200
+
+
+def _writer(kind, path, strat, n):
+    store = _open(kind, path)
+    for i in range(n):
+        store.put(state_map(strat), STATE_LATEST, Record({"i": i}))
+    store.delete(state_map(strat), STATE_LATEST)
+    store.close()
+
+
+def test_listener_events_in_order_from_another_process(world):
+    kind, path, store, strat = world
+    m = state_map(strat)
+    events, lock = [], threading.Lock()
+
+    def on(ev):
+        with lock:
+            events.append(ev)
+
+    store.put(m, "before", Record({"x": 0}))  # before listen: not delivered
+    handle = store.listen(m, on)
+    ctx = mp.get_context("fork" if kind == "embedded" else "spawn")
+    p = ctx.Process(target=_writer, args=(kind, path, strat, 20))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert _wait(lambda: len(events) >= 21), f"got {len(events)} of 21 events"
+    time.sleep(0.2)
+    assert [e.type for e in events] == [ADDED] + [UPDATED] * 19 + [REMOVED]
+    assert [e.record.value["i"] for e in events[:20]] == list(range(20))
+    assert all(e.map_name == m and e.key == STATE_LATEST for e in events)
+    assert events[-1].record is None or events[-1].record.value == {"i": 19}
+    store.unlisten(handle)
+    n = len(events)
+    store.put(m, STATE_LATEST, Record({"i": 99}))
+    time.sleep(0.5)
+    assert len(events) == n  # unlistened: no more events
+
+
+def test_topic_delivery_in_order(world):
+    kind, path, store, strat = world
+    other = _open(kind, path)  # publisher: another instance (another client)
+    got, got2 = [], []
+    h = store.subscribe(SCAN_TOPIC, got.append)
+    h2 = other.subscribe(SCAN_TOPIC, got2.append)
+    payloads = [{"scan_number": i, "strategy": strat, "vel_div": -0.01 * i} for i in range(30)]
+    for pl in payloads:
+        other.publish(SCAN_TOPIC, pl)
+    mine = lambda xs: [x for x in xs if x.get("strategy") == strat]  # noqa: E731
+    assert _wait(lambda: len(mine(got)) >= 30 and len(mine(got2)) >= 30)
+    assert mine(got) == payloads and mine(got2) == payloads
+    store.unsubscribe(h)
+    other.unsubscribe(h2)
+    other.close()
+
+
+def test_another_clients_write_is_seen(world):
+    """Near cache (Hazelcast: DOLPHIN_FEATURES) must be invalidated when ANOTHER client writes."""
+    kind, path, store, _ = world
+    other = _open(kind, path)
+    store.put(FEATURES, "vol_regime", Record({"regime": "low"}))
+    for _ in range(5):  # warm this client's near cache
+        assert store.get(FEATURES, "vol_regime").value == {"regime": "low"}
+    other.put(FEATURES, "vol_regime", Record({"regime": "high"}))
+    assert _wait(lambda: store.get(FEATURES, "vol_regime").value == {"regime": "high"}, timeout=5)
+    other.delete(FEATURES, "vol_regime")
+    assert _wait(lambda: store.get(FEATURES, "vol_regime") is None, timeout=5)
+    other.close()
+
+
+def test_embedded_store_gone_raises_unavailable_fast(tmp_path):
+    d = tmp_path / "store"
+    store = EmbeddedStore(d / "features.sqlite")
+    store.put(FEATURES, SCAN_LATEST, Record({"x": 1}))
+    shutil.rmtree(d)
+    t = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="features.sqlite"):
+        store.get(FEATURES, SCAN_LATEST)
+    with pytest.raises(StoreUnavailableError):
+        store.put(FEATURES, SCAN_LATEST, Record({"x": 2}))  # a write is never silently dropped
+    with pytest.raises(StoreUnavailableError):
+        store.replace_if_same(FEATURES, SCAN_LATEST, None, Record({"x": 2}))
+    assert time.monotonic() - t < 2.0
+    assert not d.exists()  # and no fresh empty store was created behind the readers' backs
+
+
+def test_embedded_store_file_removed_is_not_silently_recreated(tmp_path):
+    path = tmp_path / "features.sqlite"
+    store = EmbeddedStore(path)
+    store.put(FEATURES, SCAN_LATEST, Record({"x": 1}))
+    for f in tmp_path.glob("features.sqlite*"):
+        f.unlink()
+    with pytest.raises(StoreUnavailableError):  # not None from a fresh empty file
+        store.get(FEATURES, SCAN_LATEST)
+    with pytest.raises(StoreUnavailableError):
+        store.put(FEATURES, SCAN_LATEST, Record({"x": 2}))
+    assert not path.exists()
+
+
+def test_embedded_store_unreadable_raises_unavailable(tmp_path):
+    path = tmp_path / "features.sqlite"
+    store = EmbeddedStore(path)
+    store.put(FEATURES, SCAN_LATEST, Record({"x": 1}))
+    for f in tmp_path.glob("features.sqlite*"):
+        f.unlink()
+    path.write_bytes(b"this is not a database" * 100)  # e.g. clobbered / wrong file (root ignores chmod)
+    with pytest.raises(StoreUnavailableError):
+        store.get(FEATURES, SCAN_LATEST)
+    with pytest.raises(StoreUnavailableError):
+        store.put(FEATURES, SCAN_LATEST, Record({"x": 2}))
+
+
+def test_hazelcast_unreachable_cluster_fails_fast_naming_members():
+    pytest.importorskip("hazelcast")
+    from dolphin.store.hazelcast import HazelcastStore
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # a closed port: nothing listens there
+    t = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{port}") as err:
+        HazelcastStore([f"127.0.0.1:{port}"], "dolphin-test", username="u", password="s3cr3t-pw",
+                       connect_timeout=2)
+    assert time.monotonic() - t < 6.0
+    assert "s3cr3t-pw" not in str(err.value)
