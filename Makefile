@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(PY) bench/scanner.py
 	$(PY) bench/backtest.py
 	$(PY) bench/runtime.py
+	$(PY) bench/store.py
 	$(PY) bench/backfill.py  # ~17 min: 249 daily partitions through the whole Dagster graph
 
 # Dagster UI + daemon (http://127.0.0.1:$(DAGSTER_PORT)); DAGSTER_HOME = $(DOLPHIN_HOME)/dagster (dagster.yaml written on first use)

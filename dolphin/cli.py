@@ -11,6 +11,7 @@ COMMAND_MODULES = [
     "dolphin.engine.cli",
     "runtime.cli",
     "dolphin.sqlcli",
+    "dolphin.status",
 ]
 
 

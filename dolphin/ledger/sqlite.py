@@ -135,6 +135,18 @@ class CapitalLedger:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
 
+    @classmethod
+    def existing(cls, path) -> "CapitalLedger":
+        """Open a ledger file that must already exist, without creating it or its schema (readers such as
+        ``dolphin status``); ``FileNotFoundError`` if absent, ``sqlite3.Error`` on the first read if the
+        file is not a ledger."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no capital ledger at {p}")
+        book = cls.__new__(cls)
+        book.path = p
+        return book
+
     # ------------------------------------------------------------------ connections
 
     @contextmanager

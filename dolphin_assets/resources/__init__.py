@@ -19,7 +19,7 @@ from pydantic import Field
 from dolphin.ledger import CapitalLedger
 from dolphin.paths import data_home
 from dolphin.sqlcli import warehouse_path
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.store.factory import open_store
 from dolphin_assets.settings import SETTINGS
 
 
@@ -102,13 +102,9 @@ class FeatureStoreResource(ConfigurableResource):
     hazelcast_cluster: str = Field(default=SETTINGS.hz_cluster, description="hazelcast: cluster name")
 
     def open(self):
-        if self.kind == "embedded":
-            return EmbeddedStore(_under_home(self.path, "store", "features.sqlite"))
-        if self.kind == "hazelcast":
-            from dolphin.store.hazelcast import HazelcastStore
-
-            return HazelcastStore(list(self.hazelcast_members) or None, self.hazelcast_cluster or None)
-        raise ValueError(f"feature store kind {self.kind!r}: expected embedded or hazelcast")
+        # the same construction as dolphin.store.open_store_from_env (the CLI's path, without Dagster)
+        return open_store(self.kind, path=self.path or None, members=list(self.hazelcast_members) or None,
+                          cluster=self.hazelcast_cluster or None)
 
 
 class _Client(DuckDbClient):

@@ -1,0 +1,316 @@
+"""`dolphin status`: one look at a running DOLPHIN (the seeds' ``status.py``), read-only.
+
+Reads the configured feature store (``dolphin.store.open_store_from_env``: DOLPHIN_FEATURE_STORE /
+DOLPHIN_HZ_*) and the capital ledger under the data home, and reports: store reachable; latest scan age
+and vel_div; vol regime; posture and Rm with the survival-stack breakdown (``DOLPHIN_SAFETY``); capital,
+peak and drawdown from the ledger (the source of truth) next to the store's hot copy
+(``DOLPHIN_STATE_<S>/latest``); the open position and pending order from the ledger's latest closing
+state; MC forewarner and ExF freshness; system health.
+
+Never crashes on a missing or broken source: each section says what it could not read. Exit code 0 when
+it could report, 1 when the store is unreachable or the ledger exists but cannot be read.
+"""
+
+import json
+import math
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dolphin.store import (EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_LATEST, STATE_LATEST,
+                           SYSTEM_HEALTH, VOL_REGIME, StoreKeyError, StoreUnavailableError, state_map)
+from dolphin.store.factory import store_config_from_env, open_store
+
+MC_STALE_S = 6 * 3600  # DESIGN.md: an MC status older than 6 h counts as ORANGE
+NOT_PUBLISHED = "not published"
+
+
+def ledger_path() -> Path:
+    """The capital ledger's SQLite file (``dolphin_assets.resources.Ledger``'s default)."""
+    from dolphin.paths import data_home
+
+    return data_home() / "ledger" / "ledger.sqlite"
+
+
+def fmt_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = abs(seconds)
+    sign = "in the future by " if seconds < -1 else ""
+    if s < 60:
+        out = f"{s:.0f}s"
+    elif s < 3600:
+        out = f"{int(s // 60)}m {int(s % 60):02d}s"
+    elif s < 86400:
+        out = f"{int(s // 3600)}h {int(s % 3600 // 60):02d}m"
+    else:
+        out = f"{int(s // 86400)}d {int(s % 86400 // 3600):02d}h"
+    return sign + out
+
+
+def _age(rec, now_ms: int) -> float:
+    return (now_ms - rec.timestamp_ms) / 1000.0
+
+
+def _num(x, fmt="{:,.2f}"):
+    return fmt.format(x) if isinstance(x, (int, float)) and not (isinstance(x, float) and math.isnan(x)) else "?"
+
+
+# ------------------------------------------------------------------ collection
+
+
+def _read_store(strategy: str, now_ms: int) -> dict:
+    cfg = None
+    try:
+        cfg = store_config_from_env()
+    except ValueError as e:
+        return {"reachable": False, "kind": None, "error": str(e)}
+    out = {"kind": cfg.kind, "where": cfg.describe()}
+    if cfg.kind == "embedded" and not cfg.path.exists():
+        # reading must not create it: no file means nothing has published yet
+        out.update(reachable=True, exists=False, note=f"no store file yet at {cfg.path} (nothing has published)")
+        return out
+    try:
+        store = open_store(cfg.kind, path=cfg.path, members=cfg.members, cluster=cfg.cluster)
+    except (StoreUnavailableError, ValueError) as e:
+        out.update(reachable=False, error=str(e))
+        return out
+    except Exception as e:  # a broken client library / config must not crash the status line
+        out.update(reachable=False, error=f"{type(e).__name__}: {e}")
+        return out
+    items = {"scan_latest": (FEATURES, SCAN_LATEST), "vol_regime": (FEATURES, VOL_REGIME),
+             "safety": (SAFETY, "latest"), "state": (state_map(strategy), STATE_LATEST),
+             "mc": (FEATURES, MC_FOREWARNER_LATEST), "exf": (FEATURES, EXF_LATEST)}
+    try:
+        out["reachable"], out["exists"] = True, True
+        for name, (m, k) in items.items():
+            try:
+                rec = store.get(m, k)
+            except StoreUnavailableError:
+                raise
+            except Exception as e:  # e.g. a value that is not a JSON record: report it, go on
+                out[name] = {"error": f"{m}/{k}: {type(e).__name__}: {e}"}
+                continue
+            out[name] = None if rec is None else {**rec.value, "timestamp": rec.timestamp,
+                                                  "age_s": _age(rec, now_ms)}
+        health = {}
+        for k in store.keys(SYSTEM_HEALTH):
+            try:
+                rec = store.get(SYSTEM_HEALTH, k)
+            except StoreUnavailableError:
+                raise
+            except Exception as e:
+                health[k] = {"error": f"{type(e).__name__}: {e}"}
+                continue
+            if rec is not None:
+                health[k] = {**rec.value, "timestamp": rec.timestamp, "age_s": _age(rec, now_ms)}
+        out["system_health"] = health or None
+    except StoreUnavailableError as e:
+        out.update(reachable=False, error=str(e))
+    finally:
+        try:
+            store.close()
+        except Exception:
+            pass
+    return out
+
+
+def _read_ledger(strategy: str) -> dict:
+    path = ledger_path()
+    out = {"path": str(path)}
+    if not path.exists():
+        out.update(readable=True, exists=False)
+        return out
+    try:
+        from dolphin.ledger import CapitalLedger
+
+        current = CapitalLedger.existing(path).current(strategy)
+    except Exception as e:  # sqlite3.Error (not a database, locked, no table), OSError...
+        out.update(readable=False, exists=True, error=f"{type(e).__name__}: {e}")
+        return out
+    out.update(readable=True, exists=True, days=len(current))
+    if not current:
+        return out
+    last = current[-1]
+    r = last.record
+    st = r.closing_state or {}
+    out["latest"] = {"day": last.day, "version": last.version, "recorded_at": last.recorded_at,
+                     "capital": r.closing_capital, "equity": r.closing_equity, "peak": last.peak,
+                     "drawdown": last.drawdown, "pnl": last.pnl, "n_trades": r.n_trades,
+                     "position": st.get("position"), "pending": st.get("pending"), "as_of_ms": st.get("as_of_ms")}
+    return out
+
+
+def collect(strategy: str = "BLUE", now_ms: int | None = None) -> dict:
+    strategy = strategy.upper()
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    rep = {"strategy": strategy, "now": datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(
+        timespec="seconds").replace("+00:00", "Z"), "store": _read_store(strategy, now_ms),
+        "ledger": _read_ledger(strategy)}
+    rep["ok"] = bool(rep["store"].get("reachable")) and bool(rep["ledger"].get("readable"))
+    return rep
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _side(s) -> str:
+    if isinstance(s, (int, float)):
+        return "SHORT" if s < 0 else "LONG" if s > 0 else "FLAT"
+    return str(s)
+
+
+def _position_line(p) -> str:
+    if not p:
+        return "none (flat)"
+    when = ""
+    if isinstance(p.get("entry_time_ms"), (int, float)):
+        when = " since " + datetime.fromtimestamp(p["entry_time_ms"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return (f"{_side(p.get('side'))} {p.get('symbol', '?')} qty {_num(p.get('qty'), '{:.6g}')} @ "
+            f"{_num(p.get('entry_price'), '{:.6g}')}, notional {_num(p.get('notional'))}, "
+            f"leverage {_num(p.get('leverage'), '{:.2f}')}x{when}")
+
+
+def _pending_line(q) -> str:
+    if not q:
+        return "none"
+    how = f"limit @ {_num(q.get('price'), '{:.6g}')}" if q.get("limit") else "market"
+    if q.get("kind") == "exit":  # the kernel keeps the entry's side on an exit order: name the position instead
+        what = f"exit {q.get('symbol', '?')} (close the open position)"
+    else:
+        what = f"{q.get('kind', '?')} {_side(q.get('side'))} {q.get('symbol', '?')} notional {_num(q.get('notional'))}"
+    return f"{what} {how} (executes at the next bar's open)"
+
+
+def _fresh(rec, what="") -> str:
+    if rec is None:
+        return NOT_PUBLISHED
+    if "error" in rec and "age_s" not in rec:
+        return f"unreadable: {rec['error']}"
+    return f"{fmt_age(rec['age_s'])} old ({rec['timestamp']}){what}"
+
+
+def render(rep: dict) -> str:
+    L = [f"DOLPHIN status  strategy {rep['strategy']}  now {rep['now']}"]
+    st, lg = rep["store"], rep["ledger"]
+    if st.get("reachable") and not st.get("exists"):
+        L.append(f"feature store   {st['kind']}: {st['note']}")
+    elif st.get("reachable"):
+        L.append(f"feature store   reachable: {st['where']}")
+    else:
+        L.append(f"feature store   UNREACHABLE: {st.get('where') or st.get('kind')}: {st.get('error')}")
+    live = st.get("reachable") and st.get("exists")
+    na = NOT_PUBLISHED if st.get("reachable") else "unknown (store unreachable)"
+
+    def get(name):
+        return st.get(name) if live else None
+
+    scan = get("scan_latest")
+    if live and scan is not None and "age_s" in scan:
+        L.append(f"latest scan     {_fresh(scan)}  vel_div {_num(scan.get('vel_div'), '{:+.6f}')}"
+                 f"  assets {scan.get('asset_count', '?')}")
+    else:
+        L.append(f"latest scan     {_fresh(scan) if live else na}")
+    vr = get("vol_regime")
+    if vr is not None and "age_s" in vr:
+        L.append(f"vol regime      {'OK (entries allowed)' if vr.get('regime_ok') else 'LOW (entries gated)'}"
+                 f"  vol {_num(vr.get('current_vol'), '{:.3g}')} vs p{vr.get('percentile', '?')} "
+                 f"{_num(vr.get('vol_p60'), '{:.3g}')}  {_fresh(vr)}")
+    else:
+        L.append(f"vol regime      {_fresh(vr) if live else na}")
+    sf = get("safety")
+    if sf is not None and "age_s" in sf:
+        bd = sf.get("breakdown") or {}
+        bds = "  ".join(f"{k}={_num(v, '{:.3f}')}" for k, v in sorted(bd.items())) or "no breakdown"
+        L.append(f"posture         {sf.get('posture', '?')}  Rm {_num(sf.get('Rm'), '{:.3f}')}  [{bds}]  {_fresh(sf)}")
+    else:
+        L.append("posture         " + (f"{NOT_PUBLISHED} (risk layer not running)" if sf is None and st.get("reachable")
+                                       else _fresh(sf) if sf is not None else na))
+    # capital: the ledger is the source of truth; the store holds the hot copy
+    led = lg.get("latest")
+    if not lg.get("readable"):
+        L.append(f"capital         ledger UNREADABLE at {lg['path']}: {lg.get('error')}")
+    elif not lg.get("exists"):
+        L.append(f"capital         no ledger at {lg['path']} (no day has run yet)")
+    elif led is None:
+        L.append(f"capital         ledger has no day for {rep['strategy']} yet ({lg['path']})")
+    else:
+        L.append(f"capital         {_num(led['capital'])}  equity {_num(led['equity'])}  peak {_num(led['peak'])}  "
+                 f"drawdown {_num(100 * led['drawdown'] if led['drawdown'] is not None else None, '{:.2f}')}%  "
+                 f"(ledger, source of truth: day {led['day']} v{led['version']}, {lg['days']} day(s))")
+    hs = get("state")
+    if hs is not None and "age_s" in hs:
+        same = ""
+        if led is not None:
+            same = ("  matches the ledger" if hs.get("day") == led["day"] and hs.get("capital") == led["capital"]
+                    else f"  DIFFERS from the ledger (store day {hs.get('day')}: hot copy lags or is stale)")
+        L.append(f"  store copy    {_num(hs.get('capital'))}  peak {_num(hs.get('peak'))}  drawdown "
+                 f"{_num(100 * hs['drawdown'] if isinstance(hs.get('drawdown'), (int, float)) else None, '{:.2f}')}%"
+                 f"  day {hs.get('day', '?')}{same}")
+    else:
+        L.append(f"  store copy    {('DOLPHIN_STATE_' + rep['strategy'] + '/latest ' + _fresh(hs)) if live else na}")
+    if led is not None:
+        L.append(f"position        {_position_line(led['position'])}")
+        L.append(f"pending order   {_pending_line(led['pending'])}")
+    else:
+        L.append("position        unknown (no ledger day)")
+        L.append("pending order   unknown (no ledger day)")
+    mc = get("mc")
+    if mc is not None and "age_s" in mc:
+        stale = "  STALE (>6h: counts as ORANGE)" if mc["age_s"] > MC_STALE_S else ""
+        L.append(f"MC forewarner   {mc.get('status', '?')}  catastrophic_prob "
+                 f"{_num(mc.get('catastrophic_prob'), '{:.3f}')}  {_fresh(mc)}{stale}")
+    else:
+        L.append(f"MC forewarner   {_fresh(mc) if live else na}")
+    L.append(f"ExF             {_fresh(get('exf')) if live else na}")
+    sh = st.get("system_health") if live else None
+    if sh:
+        for k, v in sorted(sh.items()):
+            body = {kk: vv for kk, vv in v.items() if kk not in ("timestamp", "age_s")}
+            L.append(f"system health   {k}: {json.dumps(body, sort_keys=True)}  {_fresh(v)}")
+    else:
+        L.append(f"system health   {NOT_PUBLISHED if st.get('reachable') else na}")
+    return "\n".join(L)
+
+
+def _finite(x):
+    """NaN / inf -> None: the JSON output must be strict JSON."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def run(args) -> int:
+    try:
+        state_map(args.strategy)
+    except StoreKeyError as e:
+        print(f"dolphin status: {e}", file=sys.stderr)
+        return 2
+    rep = collect(args.strategy)
+    if args.json:
+        print(json.dumps(_finite(rep), sort_keys=True, default=str, allow_nan=False))
+    else:
+        print(render(rep))
+    return 0 if rep["ok"] else 1
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="store, scan, posture, capital, position, MC/ExF freshness at a glance",
+                       description=__doc__.split("\n\n")[1])
+    p.add_argument("--strategy", default="BLUE", help="strategy name (default BLUE)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(func=run)
+
+
+if __name__ == "__main__":  # python -m dolphin.status
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="dolphin")
+    register(ap.add_subparsers(dest="command"))
+    ns = ap.parse_args(["status", *sys.argv[1:]])
+    sys.exit(ns.func(ns))
