@@ -218,12 +218,17 @@ def test_embedded_store_gone_raises_unavailable_fast(tmp_path):
     assert not d.exists()  # and no fresh empty store was created behind the readers' backs
 
 
-def test_embedded_store_file_removed_is_not_silently_recreated(tmp_path):
+def _store_with_its_file_deleted(tmp_path):
     path = tmp_path / "features.sqlite"
     store = EmbeddedStore(path)
     store.put(FEATURES, SCAN_LATEST, Record({"x": 1}))
     for f in tmp_path.glob("features.sqlite*"):
         f.unlink()
+    return store, path
+
+
+def test_embedded_store_file_removed_is_not_silently_recreated(tmp_path):
+    store, path = _store_with_its_file_deleted(tmp_path)
     with pytest.raises(StoreUnavailableError):  # not None from a fresh empty file
         store.get(FEATURES, SCAN_LATEST)
     with pytest.raises(StoreUnavailableError):
@@ -232,11 +237,7 @@ def test_embedded_store_file_removed_is_not_silently_recreated(tmp_path):
 
 
 def test_embedded_store_unreadable_raises_unavailable(tmp_path):
-    path = tmp_path / "features.sqlite"
-    store = EmbeddedStore(path)
-    store.put(FEATURES, SCAN_LATEST, Record({"x": 1}))
-    for f in tmp_path.glob("features.sqlite*"):
-        f.unlink()
+    store, path = _store_with_its_file_deleted(tmp_path)
     path.write_bytes(b"this is not a database" * 100)  # e.g. clobbered / wrong file (root ignores chmod)
     with pytest.raises(StoreUnavailableError):
         store.get(FEATURES, SCAN_LATEST)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from dolphin.engine.backtest import run_backtest
 from dolphin.engine.config import EngineConfig
+from dolphin.metrics import max_drawdown, sharpe, utc_day
 from dolphin.timeutil import DAY_MS
 
 QUANTILES = (0.002, 0.005, 0.01, 0.02)
@@ -40,12 +41,11 @@ def split_index(open_time: np.ndarray, fraction: float) -> int:
 
 
 def _daily_sharpe(ts, equity, initial):
-    day = ts // DAY_MS
+    """Sharpe of daily returns with the metrics module's day rule and annualisation."""
+    day = utc_day(ts)
     last = np.flatnonzero(np.r_[day[1:] != day[:-1], True])
     eq = np.r_[initial, equity[last]]
-    r = eq[1:] / eq[:-1] - 1.0
-    sd = r.std(ddof=1) if len(r) > 1 else 0.0
-    return float(r.mean() / sd * np.sqrt(365)) if sd > 0 else float("nan"), len(r)
+    return sharpe(eq[1:] / eq[:-1] - 1.0), len(last)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> Calibr
     risk_rows = []
     for frac in FRACTIONS:
         res = run_backtest(p_is, s_is, best.with_(capital_fraction=frac))
-        dd = float(np.max(1.0 - res.equity / np.maximum.accumulate(np.r_[base.initial_capital, res.equity])[1:]))
+        dd = max_drawdown(res.ts, res.equity, base.initial_capital, res.bar_ms)[0]
         risk_rows.append({"capital_fraction": frac, "max_drawdown": dd,
                           "roi": res.final_capital / base.initial_capital - 1.0})
     risk = pd.DataFrame(risk_rows)

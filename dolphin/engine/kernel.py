@@ -164,6 +164,18 @@ def initial_state(capital: float) -> np.ndarray:
 
 
 @njit(cache=True)
+def _book_exit(k, t, px, fee_rate, reason, qty, tr_side, tr_entry_px, tr_exit, tr_exit_px, tr_reason, tr_fees,
+               tr_funding, tr_pnl):
+    """Record trade k's exit at px; returns the change to capital (gross pnl minus the exit fee)."""
+    fee = qty * px * fee_rate
+    gross = tr_side[k] * qty * (px - tr_entry_px[k])
+    tr_exit[k], tr_exit_px[k], tr_reason[k] = t, px, reason
+    tr_fees[k] += fee
+    tr_pnl[k] = gross - tr_fees[k] - tr_funding[k]
+    return gross - fee
+
+
+@njit(cache=True)
 def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, posture, mc, boost, rm,
                flow, funding, first_bar, state, close_at_end):
     """Simulate bars [first_bar, T) from ``state``; earlier rows are history (ranking, crossings).
@@ -249,14 +261,9 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
                 entry_boost = pend_boost
         elif pend == 2 and in_pos:
             k = n_tr - 1
-            a, s = tr_asset[k], tr_side[k]
-            px = open_[t, a] * (1.0 - s * p[P_SLIP])
-            fee = qty * px * p[P_TAKER]
-            gross = s * qty * (px - tr_entry_px[k])
-            capital += gross - fee
-            tr_exit[k], tr_exit_px[k], tr_reason[k] = t, px, pend_reason
-            tr_fees[k] += fee
-            tr_pnl[k] = gross - tr_fees[k] - tr_funding[k]
+            px = open_[t, tr_asset[k]] * (1.0 - tr_side[k] * p[P_SLIP])
+            capital += _book_exit(k, t, px, p[P_TAKER], pend_reason, qty, tr_side, tr_entry_px, tr_exit,
+                                  tr_exit_px, tr_reason, tr_fees, tr_funding, tr_pnl)
             in_pos = False
         pend = 0
 
@@ -294,12 +301,8 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
                     px = min(tp, open_[t, a]) if t > tr_entry[k] else tp
                 else:
                     px = max(tp, open_[t, a]) if t > tr_entry[k] else tp
-                fee = qty * px * p[P_MAKER]
-                gross = s * qty * (px - e_px)
-                capital += gross - fee
-                tr_exit[k], tr_exit_px[k], tr_reason[k] = t, px, R_TP
-                tr_fees[k] += fee
-                tr_pnl[k] = gross - tr_fees[k] - tr_funding[k]
+                capital += _book_exit(k, t, px, p[P_MAKER], R_TP, qty, tr_side, tr_entry_px, tr_exit,
+                                      tr_exit_px, tr_reason, tr_fees, tr_funding, tr_pnl)
                 in_pos = False
 
         # ---- 3. mark to market at the close ----
@@ -355,14 +358,9 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
     n_closed = n_tr
     if in_pos and close_at_end:  # close what is still open at the last close (taker)
         k = n_tr - 1
-        a, s = tr_asset[k], tr_side[k]
-        px = close[T - 1, a] * (1.0 - s * p[P_SLIP])
-        fee = qty * px * p[P_TAKER]
-        gross = s * qty * (px - tr_entry_px[k])
-        capital += gross - fee
-        tr_exit[k], tr_exit_px[k], tr_reason[k] = T - 1, px, R_END
-        tr_fees[k] += fee
-        tr_pnl[k] = gross - tr_fees[k] - tr_funding[k]
+        px = close[T - 1, tr_asset[k]] * (1.0 - tr_side[k] * p[P_SLIP])
+        capital += _book_exit(k, T - 1, px, p[P_TAKER], R_END, qty, tr_side, tr_entry_px, tr_exit, tr_exit_px,
+                              tr_reason, tr_fees, tr_funding, tr_pnl)
         equity[T - 1] = capital
         in_pos = False
         pend = 0
