@@ -17,6 +17,11 @@ def register(sub) -> None:
     p.add_argument("--compare", action="store_true",
                    help="also run the dolphin backtest on the same bars and print the parity report")
     p.add_argument("--trades-csv", default=None, help="write the replay's trade list as CSV")
+    p.add_argument("--ledger", default=None,
+                   help="SQLite ledger whose fill journal records the session (default <data home>/ledger/ledger.sqlite)")
+    p.add_argument("--no-ledger", action="store_true", help="do not journal fills (nothing is restored on a re-run)")
+    p.add_argument("--strategy", default="BLUE", help="strategy name in the ledger (default BLUE)")
+    p.add_argument("--progress", action="store_true", help="print one line per journal write")
     p.set_defaults(func=cmd_paper)
 
     for mode, help_ in (("sandbox", "Binance USDT-M market data, simulated (paper) fills: no order reaches Binance"),
@@ -45,9 +50,21 @@ def cmd_paper(args) -> int:
 
     cfg = load_config(args.config)
     start, end = time_bounds(args.start, args.end)
+    sink = None
+    if not args.no_ledger:
+        from dolphin.ledger.journal import FillJournal
+        from dolphin.status import ledger_path
+        from runtime.ledger import LedgerSink, session_id
+
+        journal = FillJournal(args.ledger or ledger_path())
+        sink = LedgerSink(journal, args.strategy.upper(), session_id("paper", args.data, args.start, args.end, cfg),
+                          mode="paper", opening_capital=cfg.initial_capital,
+                          progress=sys.stdout if args.progress else None)
+        if sink.restart:
+            print(f"restarting: {sink.restored.describe()}", flush=True)
     t0 = time.perf_counter()
     r = run_replay(args.data, cfg, start_ms=start, end_ms=end, funding_dir=None if args.no_funding else "auto",
-                   keep_panel=args.compare)
+                   keep_panel=args.compare, ledger=sink)
     elapsed = time.perf_counter() - t0
     print(f"{cfg.name} paper replay on {args.data}: {len(r.symbols)} instruments, {r.bar_closes:,} bar closes "
           f"({r.bars:,} bars) through Nautilus in {r.wall_s:.1f} s ({elapsed:.1f} s with loading)")

@@ -139,20 +139,26 @@ def _ticks(panel, instruments: dict, lo: int) -> list:
 
 def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, end_ms: int | None = None,
                panel=None, risk=None, funding_dir="auto", log_level: str = "ERROR",
-               capital: float | None = None, keep_panel: bool = False) -> ReplayResult:
+               capital: float | None = None, keep_panel: bool = False, ledger=None) -> ReplayResult:
     """Replay the bars with open time in [start_ms, end_ms] (``panel`` given: its non-warm-up rows).
 
     ``risk``: None (defaults: APEX, GREEN, 1, 1), a ``RiskSource``, or a ``RiskInputs`` row-aligned
     with the panel. ``funding_dir``: a funding folder, None (not charged), or "auto": the set's
     recorded funding when it has some (USDT-M sets; needs ``data``, not a ``panel``). The panel's
     ``warmup_bars`` leading rows are history for the strategy's warm-up (``warmup_bars(cfg)`` of them
-    make the first replayed decision identical to the backtest's)."""
+    make the first replayed decision identical to the backtest's). ``ledger``: a ``runtime.ledger.LedgerSink``
+    (fills journaled as they happen, the session closed at the end; its opening capital is the replay's)."""
     import time
 
     from dolphin.data import load_panel
     from dolphin.paths import resolve_kline_set
 
     notes = []
+    if ledger is not None:
+        if capital is not None and capital != ledger.restored.opening_capital:
+            raise ValueError(f"capital {capital} is not the ledger session's opening capital "
+                             f"{ledger.restored.opening_capital}")
+        capital = ledger.restored.opening_capital
     if panel is None:
         path = resolve_kline_set(str(data))
         panel = load_panel(path, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars(cfg))
@@ -217,7 +223,7 @@ def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, e
         scfg = DolphinStrategyConfig(symbols=tuple(panel.symbols), bar_ms=int(panel.bar_ms), engine=cfg.to_dict(),
                                      end_of_data_ms=int(close_ms[-1]))
         strat = DolphinStrategy(scfg, risk_source=source, history=history, funding=funding,
-                                tradable=lambda ms: tradable[row_of[ms]], capital=capital)
+                                tradable=lambda ms: tradable[row_of[ms]], capital=capital, journal=ledger)
         engine.add_strategy(strat)
         t0 = time.perf_counter()
         engine.run()
@@ -236,6 +242,9 @@ def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, e
             "leverage": np.array([x[3] for x in d], dtype=np.float64),
         })
         trades = strat.trades_frame()
+        if ledger is not None:
+            ledger.close(strat.capital)
+            notes.extend(ledger.report())
     finally:
         engine.dispose()
     return ReplayResult(

@@ -149,13 +149,16 @@ class RuntimeLog:
 class DolphinStrategy(Strategy):
     def __init__(self, config: DolphinStrategyConfig, *, risk_source: RiskSource | None = None,
                  history=None, funding: FundingSchedule | None = None, tradable=None,
-                 capital: float | None = None):
+                 capital: float | None = None, journal=None):
         """``history``: a ``dolphin.data.Panel`` of the bars just before the first live bar, same
         symbols in the same order (warms the scanner, the regime and the ranking lookback).
         ``tradable``: optional ``close_ms -> (N,) bool`` (replay passes the panel's
         ~(filled | excluded)); without it an instrument is tradable when its real bar arrived.
         ``capital``: starting capital of this session (the ledger's closing capital; default the
-        config's ``initial_capital``)."""
+        config's ``initial_capital``).
+        ``journal``: optional sink with ``record(kind, event_id, ts_ns, symbol, side, role, qty, price, fee,
+        amount, liquidity, capital_after)`` (``runtime.ledger.LedgerSink``): called after every fill and
+        funding charge has been applied, before the strategy acts on it further."""
         super().__init__(config)
         self.cfg = EngineConfig.from_dict(dict(config.engine)) if config.engine else BLUE
         self.p = K.pack_params(self.cfg)
@@ -169,6 +172,7 @@ class DolphinStrategy(Strategy):
         self.funding = funding
         self._tradable_fn = tradable
         self.capital = float(self.cfg.initial_capital if capital is None else capital)
+        self.journal = journal
         self.trades: list = []
         self.log_data = RuntimeLog()
         self._keep = bool(config.keep_log)
@@ -503,6 +507,18 @@ class DolphinStrategy(Strategy):
         if role is None:
             self.log.warning(f"fill for an order this strategy does not track: {event}")
             return
+        self._apply_fill(event, role)
+        if self.journal is not None:
+            # the order's client id + the venue's trade id: reproduced by a deterministic re-run and by
+            # an exchange re-delivering the fill (stable, so the journal can dedupe)
+            self.journal.record("fill", f"{event.client_order_id}:{event.trade_id}", int(event.ts_event),
+                                self.symbols[self._index[event.instrument_id]],
+                                "BUY" if event.order_side == OrderSide.BUY else "SELL", role,
+                                to_float(event.last_qty), to_float(event.last_px), event.commission.as_double(),
+                                0.0, "TAKER" if event.liquidity_side == LiquiditySide.TAKER else "MAKER",
+                                self.capital)
+
+    def _apply_fill(self, event, role: str) -> None:
         qty = to_float(event.last_qty)
         px = to_float(event.last_px)
         fee = event.commission.as_double()
@@ -580,6 +596,10 @@ class DolphinStrategy(Strategy):
             f = tr.side * rate * tr.qty * (op if isinstance(op, float) else to_float(op))  # longs pay positive rates
             tr.funding += f
             self.capital -= f
+            if self.journal is not None:
+                self.journal.record("funding", f"funding:{self.symbols[tr.asset]}:{open_ms}", open_ms * NS_PER_MS,
+                                    self.symbols[tr.asset], "BUY" if tr.side > 0 else "SELL", "funding", tr.qty,
+                                    op if isinstance(op, float) else to_float(op), 0.0, f, "", self.capital)
 
     def _finalise(self) -> None:
         tr = self._trade
