@@ -20,12 +20,20 @@ from dolphin.store import (ADDED, FEATURE_KEYS, FEATURES, REMOVED, SAFETY, SCAN_
 from dolphin.store.embedded import EmbeddedStore
 
 HZ = os.environ.get("DOLPHIN_HZ_MEMBERS", "")
-ADAPTERS = ["embedded", pytest.param("hazelcast", marks=pytest.mark.skipif(
+_NO_HZ = pytest.mark.skipif(
     not HZ, reason="no Hazelcast cluster: set DOLPHIN_HZ_MEMBERS=host:port (and DOLPHIN_HZ_CLUSTER, ...) to run "
-                   "the contract against one"))]
+                   "the contract against one")
+# "+nearcache": the parsed-record near cache (dolphin.store.nearcache) over the adapter, with a long max age so
+# that only listener invalidation can make another client's write visible
+ADAPTERS = ["embedded", "embedded+nearcache", pytest.param("hazelcast", marks=_NO_HZ),
+            pytest.param("hazelcast+nearcache", marks=_NO_HZ)]
 
 
 def _open(kind, path):
+    if kind.endswith("+nearcache"):
+        from dolphin.store.nearcache import NearCachedStore
+
+        return NearCachedStore(_open(kind.split("+")[0], path), max_age_s=60.0)
     if kind == "embedded":
         return EmbeddedStore(path)
     from dolphin.store.hazelcast import HazelcastStore
