@@ -31,3 +31,17 @@ def scan_is_newer(new: Record, old: Record) -> bool:
 def ledger_is_newer(new: Record, old: Record) -> bool:
     # a rebase moves the chain's last day backwards, so order by the ledger's append sequence, not by day
     return new.value.get("ledger_seq", -1) > old.value.get("ledger_seq", -1)
+
+
+def publish_or_gap(context, what: str, fn):
+    """Run a feature-store publish; an unavailable store does not stop the asset (its outputs and the ledger
+    are the truth, the hot copy is repopulated by the next run): the gap is logged and returned for the
+    asset's metadata. Returns (result or False, gap text or "none")."""
+    from dolphin.store import StoreUnavailableError
+
+    try:
+        return fn(), "none"
+    except StoreUnavailableError as e:
+        gap = f"feature store unavailable, {what} not published: {e}"
+        context.log.warning(gap)
+        return False, gap

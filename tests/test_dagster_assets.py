@@ -292,3 +292,25 @@ def test_timings(world):
     print(f"\nin-process: 8 history days {t['history_8_days_s']:.1f} s, 15 chain days {t['chain_15_days_s']:.1f} s "
           f"({t['per_chain_day_s']:.2f} s/day)")
     assert t["per_chain_day_s"] < 8.0
+
+
+def test_store_unavailable_the_ledger_is_still_written_and_the_gap_reported(world, tmp_path):
+    """Runs last (it adds 2024-02-16): the feature store is a corrupt file; the day chain still writes the
+    ledger and the warehouse, and each publishing asset reports the gap in its metadata."""
+    from dolphin_assets.definitions import resources
+    from dolphin_assets.resources import FeatureStoreResource, Ledger
+
+    bad = tmp_path / "features.sqlite"
+    bad.write_bytes(b"not a sqlite file" * 64)
+    res = resources(ledger=Ledger(start_day=START), feature_store=FeatureStoreResource(kind="embedded", path=str(bad)))
+    day = "2024-02-16"
+    r = dg.materialize(world["assets"], selection=world["chain"], partition_key=day, resources=res,
+                       instance=world["instance"], raise_on_error=False)
+    assert r.success, _failure_text(r)
+    meta = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
+            for m in r.get_asset_materialization_events()}
+    for asset in ("eigen_scans", "vol_regime", "capital_ledger_blue"):
+        assert "feature store unavailable" in meta[asset]["store_gap"].value, asset
+    assert meta["capital_ledger_blue"]["published_state"].value is False
+    assert _ledger(world).entry("BLUE", day) is not None
+    assert _sql(f"select count(*) n from dolphin.daily_pnl_blue where day = '{day}'").n[0] == 1

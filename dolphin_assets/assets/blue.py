@@ -18,7 +18,7 @@ from dolphin.store import STATE_LATEST, Record, iso_utc, pnl_map, publish_if_new
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
-from dolphin_assets.publish import ledger_is_newer, num
+from dolphin_assets.publish import ledger_is_newer, num, publish_or_gap
 from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, STRATEGY
 
@@ -113,6 +113,26 @@ def _ledger_frame(rows) -> pd.DataFrame:
     return df
 
 
+def _publish_hot_copy(store, state: Record, current, day: str) -> bool:
+    """DOLPHIN_STATE_BLUE/latest (compare-and-set by ledger sequence) and DOLPHIN_PNL_BLUE/<day>; days voided
+    by a rebase leave the hot copy too."""
+    published = publish_if_newer(store, state_map(STRATEGY), STATE_LATEST, state, newer=ledger_is_newer)
+    pmap = pnl_map(STRATEGY)
+    for e in current:
+        if e.day == day:
+            r = e.record
+            store.put(pmap, day, Record({
+                "strategy": STRATEGY, "day": day, "version": e.version, "opening_equity": r.opening_equity,
+                "closing_equity": r.closing_equity, "capital": r.closing_capital, "pnl": num(e.pnl),
+                "return": num(e.ret), "trades": r.n_trades, "wins": sum(t["pnl"] > 0 for t in r.trades),
+                "peak": e.peak, "drawdown": e.drawdown}, iso_utc(day_start_ms(day) + DAY_MS)))
+    live = {e.day for e in current}
+    for k in store.keys(pmap):
+        if k not in live:
+            store.delete(pmap, k)
+    return published
+
+
 @asset(partitions_def=DAILY, group_name="blue", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
        deps=["daily_pnl_blue"],
        description="The capital ledger's rows for the day (every version; the latest is the truth), "
@@ -127,25 +147,14 @@ def capital_ledger_blue(context: AssetExecutionContext, ledger: Ledger,
                                   f"materialise daily_pnl_blue for {day} first")
     current = book.current(STRATEGY)
     last, seq = current[-1], book.last_seq()
-    store = feature_store.open()
     state = Record({"strategy": STRATEGY, "day": last.day, "capital": last.record.closing_capital,
                     "equity": last.record.closing_equity, "peak": last.peak, "drawdown": last.drawdown,
                     "ledger_seq": seq}, iso_utc(day_start_ms(last.day) + DAY_MS))
-    published = publish_if_newer(store, state_map(STRATEGY), STATE_LATEST, state, newer=ledger_is_newer)
-    pmap = pnl_map(STRATEGY)
-    for e in current:
-        if e.day == day:
-            r = e.record
-            store.put(pmap, day, Record({
-                "strategy": STRATEGY, "day": day, "version": e.version, "opening_equity": r.opening_equity,
-                "closing_equity": r.closing_equity, "capital": r.closing_capital, "pnl": num(e.pnl),
-                "return": num(e.ret), "trades": r.n_trades, "wins": sum(t["pnl"] > 0 for t in r.trades),
-                "peak": e.peak, "drawdown": e.drawdown}, iso_utc(day_start_ms(day) + DAY_MS)))
-    live = {e.day for e in current}
-    for k in store.keys(pmap):  # days voided by a rebase leave the hot copy too
-        if k not in live:
-            store.delete(pmap, k)
+    # the ledger (the truth) is written already; an unavailable store only leaves a reported gap
+    published, gap = publish_or_gap(context, f"{STRATEGY} state/pnl",
+                                    lambda: _publish_hot_copy(feature_store.open(), state, current, day))
     context.add_output_metadata({"versions": len(rows), "chain_last_day": last.day,
                                  "capital": last.record.closing_capital, "peak": last.peak,
-                                 "drawdown": last.drawdown, "published_state": published})
+                                 "drawdown": last.drawdown, "published_state": published,
+                                 "store_gap": gap})
     return _ledger_frame(rows)

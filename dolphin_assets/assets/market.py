@@ -10,7 +10,7 @@ from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet
 from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, publish_if_newer
 from dolphin.timeutil import DAY_MS, fmt_ms
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.publish import num, scan_is_newer, scan_record
+from dolphin_assets.publish import num, publish_or_gap, scan_is_newer, scan_record
 from dolphin_assets.resources import FeatureStoreResource, MarketData, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG
 
@@ -72,13 +72,13 @@ def eigen_scans(context: AssetExecutionContext, market_bars, scan_dir: ScanDir,
     warm = panel.warmup_bars + np.arange(len(scans)) >= WARMUP_BARS
     df = scans_frame(scans, warm)
     df.insert(0, "day", day_column(context, len(df)))
-    store = feature_store.open()
     latest = scan_record(scans, -1, f"eigen_scans {context.partition_key}")
-    published = publish_if_newer(store, FEATURES, SCAN_LATEST, latest, newer=scan_is_newer)
+    published, gap = publish_or_gap(context, "scan_latest", lambda: publish_if_newer(
+        feature_store.open(), FEATURES, SCAN_LATEST, latest, newer=scan_is_newer))
     meta = {"scans": len(scans), "warm_scans": int(warm.sum()), "parquet": str(paths[0]),
             "vel_div_range": _range(scans.vel_div),
             "fallbacks": MetadataValue.json({f"w{w}": c for w, c in scans.fallback_counts().items()}),
-            "published_scan_latest": published}
+            "published_scan_latest": published, "store_gap": gap}
     for k, w in enumerate(scans.windows):
         meta[f"lambda_w{w}_range"] = _range(scans.lam[:, k])
     context.add_output_metadata(meta)
@@ -102,7 +102,8 @@ def vol_regime(context: AssetExecutionContext, market_bars, feature_store: Featu
     rec = Record({"current_vol": num(latest["current_vol"]), "vol_p60": num(latest["vol_p60"]),
                   "regime_ok": latest["regime_ok"], "percentile": cfg.vol_percentile, "date": context.partition_key},
                  iso_utc(int(panel.close_time[-1])))
-    published = publish_if_newer(feature_store.open(), FEATURES, VOL_REGIME, rec)
+    published, gap = publish_or_gap(context, "vol_regime",
+                                    lambda: publish_if_newer(feature_store.open(), FEATURES, VOL_REGIME, rec))
     context.add_output_metadata({"regime_ok_bars": int(reg.ok[lo:].sum()), "bars": len(df),
-                                 "published_vol_regime": published})
+                                 "published_vol_regime": published, "store_gap": gap})
     return df
