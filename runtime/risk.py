@@ -62,3 +62,118 @@ class ScheduledRiskSource:
         r = self._risk
         return RiskSnapshot(int(r.posture[i]), float(r.rm[i]), float(r.acb_boost[i]), int(r.mc_status[i]),
                             r.source)
+
+
+class StoreRiskSource:
+    """The survival stack, applied by the runtime at every bar close from what the feature store holds.
+
+    Each ``read`` is one check: the store is read (through the parsed-record near cache when given one) for
+    ``acb_state`` (boost; absent -> 1.0), ``mc_forewarner_latest`` (status and age for Cat2; absent ->
+    ORANGE), ``exf_latest`` (``dvol_btc`` feeds a DVOL spike detector for Cat4) and
+    ``asset_<SYMBOL>_ob`` (book depth / fill quality for Cat3; absent -> stale, 0.5 as DESIGN says); Cat1 is
+    the store's reachability (this process is the heartbeat, so its own age is 0); Cat5 is the drawdown of
+    the strategy's ledger capital against its peak. ``PostureController`` applies the hysteresis (2 checks
+    down, 5 up; Cat1 = 0 at once) and every decision is published to ``DOLPHIN_SAFETY`` together with a
+    runtime heartbeat in ``DOLPHIN_SYSTEM_HEALTH``. An unreachable store is Cat1 = 0: HIBERNATE at once,
+    boost 1 and MC RED for the engine (no entries), and nothing is published (it cannot be).
+
+    ``clock``: "wall" (live / sandbox: ages against the real clock) or "bar" (replays: against the bar
+    close being decided, so recorded feature timestamps age as they did)."""
+
+    def __init__(self, store, *, symbols=(), cfg=None, clock: str = "wall", peak: float | None = None,
+                 publish: bool = True):
+        from dolphin.survival.dvol import DvolSpikeDetector
+        from dolphin.survival.stack import PostureController, SurvivalConfig
+
+        if clock not in ("wall", "bar"):
+            raise ValueError(f"clock must be 'wall' or 'bar', got {clock!r}")
+        self.store, self.symbols, self.clock, self.publish = store, tuple(symbols), clock, publish
+        self.cfg = cfg or SurvivalConfig()
+        self.controller = PostureController(self.cfg)
+        self.dvol = DvolSpikeDetector()
+        self._dvol_seen = None
+        self._capital_fn = None
+        self.peak = peak
+        self.last = None  # the last PostureDecision
+        self.publish_failures = 0
+
+    def bind(self, strategy) -> None:
+        """Called by ``DolphinStrategy``: Cat5 reads its (ledger) capital."""
+        self._capital_fn = lambda: float(strategy.capital)
+
+    def _drawdown(self) -> float:
+        if self._capital_fn is None:
+            return 0.0
+        cap = self._capital_fn()
+        self.peak = cap if self.peak is None else max(self.peak, cap)
+        return min(1.0, max(0.0, 1.0 - cap / self.peak)) if self.peak > 0 else 1.0
+
+    def _book(self, now_ms: int):
+        from dolphin.store import FEATURES, asset_ob_key
+
+        depth, fill, age = [], [], []
+        for s in self.symbols:
+            rec = self.store.get(FEATURES, asset_ob_key(s))
+            if rec is None:
+                return None, None, None
+            depth.append(float(rec.value.get("depth_quality", 0.0)))
+            fill.append(float(rec.value.get("fill_prob", 0.0)))
+            age.append(max(0.0, (now_ms - rec.timestamp_ms) / 1000.0))
+        if not depth:
+            return None, None, None
+        return min(depth), min(fill), max(age)
+
+    def read(self, ts_ns: int) -> RiskSnapshot:
+        import time as _time
+        from datetime import datetime, timezone
+
+        from dolphin.acb import read_acb
+        from dolphin.engine.config import ORANGE, RED
+        from dolphin.mc.forewarner import MCEnvelope
+        from dolphin.store import EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, StoreUnavailableError
+        from dolphin.survival.stack import SurvivalInputs, compute_rm
+
+        now_ms = int(ts_ns) // 1_000_000 if self.clock == "bar" else int(_time.time() * 1000)
+        ts = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
+        dd = self._drawdown()
+        boost, mc_code, mc_age = 1.0, None, None
+        try:
+            acb = read_acb(self.store)
+            if acb is not None:
+                boost = float(acb.boost)
+            mc_rec = self.store.get(FEATURES, MC_FOREWARNER_LATEST)
+            if mc_rec is not None:
+                env = MCEnvelope.from_record(mc_rec)
+                mc_code = env.code
+                mc_age = max(0.0, (now_ms - mc_rec.timestamp_ms) / 3_600_000)
+            exf = self.store.get(FEATURES, EXF_LATEST)
+            if exf is not None and exf.value.get("dvol_btc") is not None:
+                seen = (exf.timestamp, exf.value["dvol_btc"])
+                if seen != self._dvol_seen:
+                    self._dvol_seen = seen
+                    self.dvol.update(min(now_ms, exf.timestamp_ms), float(exf.value["dvol_btc"]))
+            depth, fill, ob_age = self._book(now_ms)
+            reachable = True
+        except StoreUnavailableError:
+            reachable, depth, fill, ob_age = False, None, None, None
+        inputs = SurvivalInputs(store_reachable=reachable, heartbeat_age_s=0.0, mc_status=mc_code,
+                                mc_age_hours=mc_age, ob_depth_quality=depth, ob_fill_prob=fill, ob_age_s=ob_age,
+                                minutes_since_dvol_spike=self.dvol.minutes_since_spike(now_ms) if reachable else None,
+                                drawdown=dd)
+        decision = self.controller.update(compute_rm(inputs, self.cfg), ts)
+        self.last = decision
+        if reachable and self.publish:
+            self._publish(decision, now_ms)
+        mc_for_engine = RED if not reachable else (ORANGE if mc_code is None else mc_code)
+        return RiskSnapshot(decision.posture, float(decision.rm), boost, mc_for_engine,
+                            "feature store" if reachable else "feature store UNREACHABLE")
+
+    def _publish(self, decision, now_ms: int) -> None:
+        from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, iso_utc
+        from dolphin.survival.stack import publish_safety
+
+        try:
+            publish_safety(self.store, decision)
+            self.store.put(SYSTEM_HEALTH, "runtime_heartbeat", Record({"source": "runtime"}, iso_utc(now_ms)))
+        except StoreUnavailableError:
+            self.publish_failures += 1

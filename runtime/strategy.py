@@ -169,6 +169,8 @@ class DolphinStrategy(Strategy):
         self.bar_types = [bar_type(s, self.bar_ms) for s in self.symbols]
         self._index = {iid: i for i, iid in enumerate(self.ids)}
         self.risk_source = risk_source or DefaultRiskSource()
+        if hasattr(self.risk_source, "bind"):
+            self.risk_source.bind(self)  # e.g. the survival stack's Cat5 reads this strategy's capital
         self.funding = funding
         self._tradable_fn = tradable
         self.capital = float(self.cfg.initial_capital if capital is None else capital)
