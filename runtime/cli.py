@@ -37,6 +37,11 @@ def register(sub) -> None:
         n.add_argument("--capital", type=float, default=None,
                        help="starting capital (default: the config's initial capital)")
         n.add_argument("--log-level", default="INFO")
+        n.add_argument("--risk", choices=("store", "defaults"), default="store",
+                       help="survival stack from the feature store (default; DOLPHIN_FEATURE_STORE / DOLPHIN_HZ_*) or "
+                            "neutral defaults (APEX, Rm 1: testing only)")
+        n.add_argument("--ledger", default=None, help="SQLite ledger (default <data home>/ledger/ledger.sqlite)")
+        n.add_argument("--strategy", default="BLUE", help="strategy name in the ledger (default BLUE)")
         n.add_argument("--dry-run", action="store_true", help="build the node and exit without connecting")
         n.set_defaults(func=cmd_node, mode=mode)
     rt.set_defaults(func=lambda args: (rt.print_help(), 2)[1])
@@ -107,6 +112,10 @@ def cmd_node(args) -> int:
     except NodeConfigError as e:
         print(f"dolphin runtime {args.mode}: {e}", file=sys.stderr)
         return 2
+    ctx = _node_ledger_and_risk(args, settings, symbols)
+    if isinstance(ctx, int):
+        return ctx
+    sink, risk_source, capital = ctx
     history = None
     if args.history:
         from dolphin.data import load_panel
@@ -115,7 +124,7 @@ def cmd_node(args) -> int:
         full = load_panel(args.history, symbols=list(symbols))
         history = full.slice_bars(max(0, full.n_bars - warmup_bars(cfg)), full.n_bars)
     try:
-        node = build_node(settings, history=history, capital=args.capital)
+        node = build_node(settings, history=history, capital=capital, risk_source=risk_source, journal=sink)
     except CredentialsError as e:
         print(f"dolphin: error: {e}", file=sys.stderr)
         return 2
@@ -124,6 +133,8 @@ def cmd_node(args) -> int:
     print(f"{cfg.name} {args.mode} node built: Binance USDT-M {where} market data, {what}; "
           f"{len(symbols)} instruments: {', '.join(symbols)}; "
           f"warm-up: {'from ' + args.history if history is not None else 'none (entries wait for a warm regime)'}")
+    print(f"ledger: {sink.restored.describe() if sink.restart else 'new session ' + sink.session}; capital "
+          f"{capital:,.2f}; risk: {'survival stack from the feature store' if risk_source else 'defaults'}")
     if args.dry_run:
         print("dry run: not connecting, no orders")
         node.dispose()
@@ -133,3 +144,52 @@ def cmd_node(args) -> int:
     finally:
         node.dispose()
     return 0
+
+
+def _node_ledger_and_risk(args, settings, symbols):
+    """The node's journal session (one per mode/venue/UTC day: a restart the same day continues it) and
+    its risk source. Capital comes from the ledger: the session's own when restarting, else the last
+    session's of this mode, else the config. An open position in the journal is refused: the strategy
+    cannot adopt a venue position it did not open in this process, so it must be reconciled first."""
+    from datetime import datetime, timezone
+
+    from dolphin.ledger.journal import FillJournal
+    from dolphin.status import ledger_path
+    from runtime.ledger import LedgerSink
+
+    journal = FillJournal(args.ledger or ledger_path())
+    strategy = args.strategy.upper()
+    venue = "testnet" if settings.testnet else "production"
+    session = f"{args.mode}:{venue}:{datetime.now(timezone.utc).date().isoformat()}"
+    mine = [s for s in journal.sessions(strategy) if s["mode"] == args.mode and s["session"].startswith(
+        f"{args.mode}:{venue}:")]
+    current = journal.restore(strategy, session)
+    if current.status != "new":
+        opening = current.opening_capital
+    elif args.capital is not None:
+        opening = float(args.capital)
+    elif mine:
+        opening = journal.restore(strategy, mine[-1]["session"]).capital
+    else:
+        opening = float(settings.engine.initial_capital)
+    prev = current if current.status != "new" else (journal.restore(strategy, mine[-1]["session"]) if mine else None)
+    if prev is not None and prev.positions:
+        print(f"dolphin runtime {args.mode}: the ledger shows open positions ({prev.describe()}); reconcile them "
+              f"with the venue (close or confirm) before starting a new session", file=sys.stderr)
+        return 2
+    risk_source = None
+    if args.risk == "store":
+        from dolphin.store import StoreUnavailableError, open_store_from_env
+        from dolphin.store.nearcache import NearCachedStore
+        from runtime.risk import StoreRiskSource
+
+        try:
+            store = NearCachedStore(open_store_from_env())
+        except StoreUnavailableError as e:
+            print(f"dolphin runtime {args.mode}: feature store unavailable: {e} (the survival stack needs it; "
+                  f"--risk defaults runs without it, for tests only)", file=sys.stderr)
+            return 2
+        risk_source = StoreRiskSource(store, symbols=symbols, clock="wall")
+    sink = LedgerSink(journal, strategy, session, mode=args.mode, opening_capital=opening,
+                      store=risk_source.store if risk_source else None)
+    return sink, risk_source, sink.restored.capital

@@ -120,15 +120,15 @@ def build_node_config(settings: NodeSettings):
     )
 
 
-def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None):
+def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None):
     from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
 
     scfg = DolphinStrategyConfig(symbols=tuple(settings.symbols), bar_ms=int(settings.bar_ms),
                                  engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms))
-    return DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital)
+    return DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal)
 
 
-def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None):
+def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None):
     """Check credentials, construct and build the node with its DolphinStrategy. Does not connect:
     the caller runs it (``node.run()``) and disposes it (``node.dispose()``, which closes its loop,
     hence a fresh event loop per node)."""
@@ -147,5 +147,6 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
     node.add_exec_client_factory(VENUE.value, BinanceLiveExecClientFactory if settings.mode == "live"
                                  else SandboxLiveExecClientFactory)
     node.build()
-    node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital))
+    node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital,
+                                          journal=journal))
     return node

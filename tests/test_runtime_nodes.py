@@ -163,3 +163,27 @@ def test_cli_dry_run_builds_without_connecting(keys, capsys):
     assert "live node built" in text and "REAL orders on Binance testnet" in text and "not connecting" in text
     assert "BTCUSDT, ETHUSDT" in text
     assert SECRET not in text and KEY not in text
+
+
+def test_node_restores_capital_from_the_ledger_and_refuses_an_open_position(keys, capsys, tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from dolphin.ledger.journal import FillJournal, JournalEvent
+
+    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
+    ledger = tmp_path / "ledger.sqlite"
+    j = FillJournal(ledger)
+    j.open_session("BLUE", "sandbox:testnet:2024-01-01", mode="sandbox", opening_capital=25_000.0)
+    j.append("BLUE", JournalEvent("O-1:T-1", "sandbox:testnet:2024-01-01", "fill", 1, "BTCUSDT", "SELL", "entry",
+                                  0.1, 40_000.0, 2.0, 24_998.0))
+    args = ("runtime", "sandbox", "--dry-run", "--log-level", "ERROR", "--ledger", str(ledger))
+    assert _cli(*args) == 2
+    assert "open positions" in capsys.readouterr().err
+    j.append("BLUE", JournalEvent("O-2:T-2", "sandbox:testnet:2024-01-01", "fill", 2, "BTCUSDT", "BUY", "tp",
+                                  0.1, 39_000.0, 2.0, 25_096.0))
+    assert _cli(*args) == 0  # flat: the new session opens with the last session's capital
+    assert "capital 25,096.00" in capsys.readouterr().out
+    today = f"sandbox:testnet:{datetime.now(timezone.utc).date().isoformat()}"
+    assert j.restore("BLUE", today).opening_capital == 25_096.0
+    assert _cli(*args) == 0  # a restart the same day continues the session
+    assert "run 2" in capsys.readouterr().out
