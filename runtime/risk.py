@@ -82,6 +82,9 @@ class StoreRiskSource:
 
     def __init__(self, store, *, symbols=(), cfg=None, clock: str = "wall", peak: float | None = None,
                  publish: bool = True):
+        import queue
+        import threading
+
         from dolphin.survival.dvol import DvolSpikeDetector
         from dolphin.survival.stack import PostureController, SurvivalConfig
 
@@ -96,6 +99,13 @@ class StoreRiskSource:
         self.peak = peak
         self.last = None  # the last PostureDecision
         self.publish_failures = 0
+        # publishing (two store writes) runs off the decision path: a background thread, latest check wins
+        self._pending = queue.Queue(maxsize=1)
+        self._idle = threading.Event()
+        self._idle.set()
+        self._publisher = threading.Thread(target=self._publish_loop, name="dolphin-safety-publisher", daemon=True)
+        if publish:
+            self._publisher.start()
 
     def bind(self, strategy) -> None:
         """Called by ``DolphinStrategy``: Cat5 reads its (ledger) capital."""
@@ -163,17 +173,52 @@ class StoreRiskSource:
         decision = self.controller.update(compute_rm(inputs, self.cfg), ts)
         self.last = decision
         if reachable and self.publish:
-            self._publish(decision, now_ms)
+            self._enqueue((decision, now_ms))
         mc_for_engine = RED if not reachable else (ORANGE if mc_code is None else mc_code)
         return RiskSnapshot(decision.posture, float(decision.rm), boost, mc_for_engine,
                             "feature store" if reachable else "feature store UNREACHABLE")
 
-    def _publish(self, decision, now_ms: int) -> None:
+    def _enqueue(self, item) -> None:
+        import queue
+
+        while True:
+            try:
+                self._pending.put_nowait(item)
+                # cleared after the put: a stray clear only delays idle by one 0.5 s poll, never the reverse
+                self._idle.clear()
+                return
+            except queue.Full:
+                try:
+                    self._pending.get_nowait()  # a newer check replaces one not yet published
+                except queue.Empty:
+                    pass
+
+    def _publish_loop(self) -> None:
+        import logging
+        import queue
+
         from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, iso_utc
         from dolphin.survival.stack import publish_safety
 
-        try:
-            publish_safety(self.store, decision)
-            self.store.put(SYSTEM_HEALTH, "runtime_heartbeat", Record({"source": "runtime"}, iso_utc(now_ms)))
-        except StoreUnavailableError:
-            self.publish_failures += 1
+        log = logging.getLogger("dolphin.runtime.risk")
+        while True:
+            try:
+                decision, now_ms = self._pending.get(timeout=0.5)
+            except queue.Empty:
+                self._idle.set()
+                continue
+            try:
+                publish_safety(self.store, decision)
+                self.store.put(SYSTEM_HEALTH, "runtime_heartbeat", Record({"source": "runtime"}, iso_utc(now_ms)))
+            except StoreUnavailableError as e:
+                self.publish_failures += 1
+                log.warning("DOLPHIN_SAFETY not published: %s", e)
+            except Exception:  # never let the publisher die silently: the next check tries again
+                self.publish_failures += 1
+                log.exception("DOLPHIN_SAFETY publish failed")
+            if self._pending.empty():
+                self._idle.set()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every check so far is published (tests, shutdown)."""
+        return self._idle.wait(timeout)

@@ -88,6 +88,7 @@ def test_store_outage_hibernates_at_once_and_recovers_after_5_healthy_checks(wor
         t += STEP
         postures.append(_check(src, back, t).posture)
     assert postures == [HIBERNATE] * 4 + [APEX, APEX]  # APEX after exactly 5 healthy checks
+    assert src.flush()
     rec = read_safety(back)
     assert rec.posture == APEX and rec.breakdown["Cat1"] == 1.0
     assert back.get("DOLPHIN_SYSTEM_HEALTH", "runtime_heartbeat").timestamp == iso_utc(t)
@@ -108,7 +109,7 @@ def test_mc_status_degrades_the_posture_by_designs_numbers(world):
     # RED: Rm = 0.1 x Cat5(0) = 0.0917 < 0.10 -> HIBERNATE (DESIGN: RED 0.1; no new entries either way)
     assert [s.posture for s in seen] == [STALKER, HIBERNATE] and seen[-1].mc_status == RED
     assert not K.entry_allowed(p, True, seen[-1].posture, seen[-1].mc_status)
-    assert read_safety(store).posture == HIBERNATE
+    assert src.flush() and read_safety(store).posture == HIBERNATE
 
 
 def test_ledger_drawdown_15pct_gives_cat5_035_and_degrades(world):
@@ -120,6 +121,7 @@ def test_ledger_drawdown_15pct_gives_cat5_035_and_degrades(world):
     assert src.last.breakdown.cat5 == pytest.approx(1 / (1 + np.exp(20 * 0.03)), abs=1e-12)  # 0.354
     assert src.last.breakdown.cat5 == pytest.approx(0.35, abs=0.01)
     assert [s.posture for s in seen] == [APEX, TURTLE]  # Rm 0.354: no new entries
+    assert src.flush()
     assert read_safety(store).breakdown["Cat5"] == pytest.approx(0.354, abs=1e-3)
 
 
