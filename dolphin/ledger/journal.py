@@ -22,11 +22,11 @@ Rules:
 """
 
 import math
-import sqlite3
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+
+from dolphin.ledger import db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal_sessions (
@@ -168,26 +168,11 @@ class FillJournal:
             con.execute("PRAGMA journal_mode=WAL")
             con.executescript(_SCHEMA)
 
-    @contextmanager
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        try:
-            con.execute("PRAGMA synchronous=FULL")  # WAL + FULL: fsync at every commit
-            con.row_factory = sqlite3.Row
-            yield con
-        finally:
-            con.close()
+        return db.connect(self.path)
 
-    @contextmanager
     def _write(self):
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        return db.write(self.path)
 
     # ------------------------------------------------------------------ sessions
 

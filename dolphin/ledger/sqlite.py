@@ -19,11 +19,11 @@ can share the file; writes take SQLite's write lock up front (``BEGIN IMMEDIATE`
 """
 
 import json
-import sqlite3
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+
+from dolphin.ledger import db
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_days (
@@ -149,26 +149,11 @@ class CapitalLedger:
 
     # ------------------------------------------------------------------ connections
 
-    @contextmanager
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-        try:
-            con.execute("PRAGMA synchronous=FULL")
-            con.row_factory = sqlite3.Row
-            yield con
-        finally:
-            con.close()
+        return db.connect(self.path)
 
-    @contextmanager
     def _write(self):
-        with self._connect() as con:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        return db.write(self.path)
 
     # ------------------------------------------------------------------ reads
 
