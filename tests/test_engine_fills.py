@@ -84,10 +84,14 @@ def test_stalker_uses_limit_capped_at_2x_and_turtle_blocks_entries():
     res = run_backtest(panel, handmade_scans(panel, vd, _loadings(T, N, 0)), CFG, risk=risk)
     assert res.decision_leverage[50] == pytest.approx(2.0)
     lim = panel.close[50, 0]
-    if panel.high[51, 0] > lim:  # sell limit fills only when the next bar trades through
+    if panel.open[51, 0] >= lim:  # sell limit marketable on arrival: fills at the open as a taker
         tr = res.trades.iloc[0]
-        assert tr.maker_entry and tr.entry_price == pytest.approx(max(lim, panel.open[51, 0]))
-        assert tr.fees >= tr.notional * 2e-4
+        assert tr.maker_entry and tr.entry_price == panel.open[51, 0]
+        assert tr.fees >= tr.notional * CFG.taker_fee
+    elif panel.high[51, 0] > lim:  # else it rests and fills only when the next bar trades through
+        tr = res.trades.iloc[0]
+        assert tr.maker_entry and tr.entry_price == lim
+        assert tr.fees >= tr.notional * CFG.maker_fee
     else:
         assert len(res.trades) == 0
     risk.posture[:] = TURTLE
@@ -181,3 +185,36 @@ def test_green_long_leg_mirrors_short_and_stays_off_until_enabled():
         assert tr.exit_reason == "max_hold" and tr.exit_price == pytest.approx(panel.open[125, 2] * (1 - 2e-4))
     qty = tr.notional / px
     assert tr.pnl == pytest.approx(qty * (tr.exit_price - px) - tr.fees, rel=1e-9)
+
+
+@pytest.mark.parametrize("case", ["marketable_open_above", "marketable_open_at", "rests_trades_through",
+                                  "rests_touch_only"])
+def test_stalker_limit_fill_model_like_the_venue_synthetic_prices(case):
+    """Synthetic next-bar prices around the sell limit (= signal close): marketable on arrival (open >= limit)
+    -> fill at the open, taker, no slippage; otherwise a fill at the limit only if the bar trades THROUGH
+    it (maker); touching it is no fill (as Nautilus with prob_fill_on_limit = 0)."""
+    panel = real_panel(n=200)
+    T, N = panel.close.shape
+    risk = RiskInputs.defaults(T)
+    risk.posture[:] = STALKER
+    lim = float(panel.close[50, 0])
+    o, h, lo_ = {"marketable_open_above": (1.001, 1.004, 0.999), "marketable_open_at": (1.0, 1.0, 0.995),
+                 "rests_trades_through": (0.998, 1.002, 0.995), "rests_touch_only": (0.998, 1.0, 0.995)}[case]
+    panel.open[51, 0], panel.high[51, 0], panel.low[51, 0] = lim * o, lim * h, lim * lo_
+    panel.close[51, 0] = lim * lo_
+    res = run_backtest(panel, handmade_scans(panel, _signal(T, 50, -0.06), _loadings(T, N, 0)), CFG, risk=risk)
+    assert res.decision[50] != 0 and res.decision_asset[50] == 0
+    if case == "rests_touch_only":
+        assert len(res.trades) == 0
+        return
+    tr = res.trades.iloc[0]
+    assert tr.entry_bar == 51 and tr.maker_entry
+    if case.startswith("marketable"):
+        assert tr.entry_price == panel.open[51, 0]
+        entry_fee = tr.notional * CFG.taker_fee
+    else:
+        assert tr.entry_price == lim
+        entry_fee = tr.notional * CFG.maker_fee
+    exit_px, qty = tr.exit_price, tr.notional / tr.entry_price
+    exit_fee = qty * exit_px * (CFG.maker_fee if tr.exit_reason == "take_profit" else CFG.taker_fee)
+    assert tr.fees == pytest.approx(entry_fee + exit_fee, rel=1e-12)

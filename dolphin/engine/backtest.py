@@ -84,13 +84,15 @@ def _trades_frame(out, symbols, open_time, bar_ms) -> pd.DataFrame:
 
 def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = None,
                  flow: FlowProvider | None = None, funding_dir=None, trade_from_ms: int | None = None,
-                 state: EngineState | None = None, close_at_end: bool = True) -> BacktestResult:
+                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
+                 acb_drop: float = 0.2) -> BacktestResult:
     """``scans`` must be row-aligned with ``panel`` (one scan per bar; see dolphin.scanner).
 
     ``trade_from_ms``: bar close time of the first simulated bar; earlier rows are history only (ranking
     lookback, vel_div crossing, regime statistics). ``state``: carried capital / position / pending order
     (default: flat with ``cfg.initial_capital``). ``close_at_end``: close an open position at the last
-    close (a backtest) or leave it in ``final_state`` (a day partition / a live session)."""
+    close (a backtest) or leave it in ``final_state`` (a day partition / a live session).
+    ``acb_adverse_exit``: exit an open position when the ACB boost fell by more than ``acb_drop`` since entry."""
     T = panel.n_bars
     if len(scans) != T or not np.array_equal(scans.timestamp, panel.close_time):
         raise ValueError("scans are not row-aligned with the panel (scan timestamp = bar close time)")
@@ -117,7 +119,7 @@ def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = N
                          f"{int(panel.close_time[first_bar])} ms: runs must follow each other in order")
     vec = state.to_vector(panel.symbols, int(panel.open_time[0]), panel.bar_ms)
     vd_norm = np.ascontiguousarray(scans.vel_div / panel.n_assets)
-    out = run_kernel(pack_params(cfg), panel.open, panel.high, panel.low, panel.close, tradable,
+    out = run_kernel(pack_params(cfg, acb_adverse_exit, acb_drop), panel.open, panel.high, panel.low, panel.close, tradable,
                      vd_norm, loadings, regime.ok, risk.posture, risk.mc_status, risk.acb_boost,
                      risk.rm, flow_feat.imbalance, funding, first_bar, vec, close_at_end)
     trades = _trades_frame(out, panel.symbols, panel.open_time, panel.bar_ms)

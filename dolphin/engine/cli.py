@@ -15,6 +15,9 @@ def register(sub) -> None:
                    help="in-sample fraction of days reported separately (0 = no split)")
     p.add_argument("--report", default=None, help="HTML report path (default: <DOLPHIN_HOME>/reports/...)")
     p.add_argument("--trades-csv", default=None, help="also write the trade list as CSV")
+    p.add_argument("--risk-layer", choices=("none", "acb", "full"), default="none",
+                   help="none = neutral risk inputs (APEX, boost 1); acb = ACB boost + adverse-turn exit; "
+                        "full = ACB + MC forewarner + survival stack (see dolphin.engine.risklayer)")
     p.set_defaults(func=cmd_backtest)
 
     c = sub.add_parser("calibrate", help="choose thresholds/exits on the in-sample part only")
@@ -29,7 +32,8 @@ def register(sub) -> None:
 def cmd_backtest(args) -> int:
     from dolphin.engine.config import load_config
     from dolphin.engine.pipeline import run
-    from dolphin.engine.report_data import floors_table, metrics_table, monthly_table, report_data
+    from dolphin.engine.report_data import (floors_table, metrics_table, monthly_table, report_data,
+                                            risk_layer_table)
     from dolphin.paths import data_home
     from dolphin.report import write_report
     from dolphin.scanner.writer import time_bounds
@@ -37,7 +41,8 @@ def cmd_backtest(args) -> int:
     cfg = load_config(args.config)
     start, end = time_bounds(args.start, args.end)
     t0 = time.perf_counter()
-    r = run(args.data, cfg, start_ms=start, end_ms=end, split=args.split or None, progress=sys.stderr.isatty())
+    r = run(args.data, cfg, start_ms=start, end_ms=end, split=args.split or None, progress=sys.stderr.isatty(),
+            risk_layer=getattr(args, "risk_layer", "none"))
     elapsed = time.perf_counter() - t0
     print(f"{cfg.name} on {args.data}: {len(r.result.symbols)} assets, {r.panel.n_bars:,} bars, "
           f"scans {'cached' if r.scan_cache_hit else 'computed'}, {elapsed:.1f} s")
@@ -51,8 +56,12 @@ def cmd_backtest(args) -> int:
     print(monthly_table(r))
     print()
     print(floors_table(r))
+    if r.risk_run is not None:
+        print()
+        print(risk_layer_table(r))
     name = Path(str(args.data)).name
-    out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}.html"
+    suffix = "" if r.risk_run is None else f"_risk-{args.risk_layer}"
+    out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}{suffix}.html"
     write_report(report_data(r, f"DOLPHIN {cfg.name} backtest: {name}"), out)
     if args.trades_csv:
         r.periods["All"]["trades"].to_csv(args.trades_csv, index=False)

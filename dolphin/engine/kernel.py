@@ -2,7 +2,8 @@
 
 Timeline per bar t (the scan of bar t is known at the bar's CLOSE):
   1. orders placed at scan t-1 execute inside bar t: market orders at open[t] ± slippage (taker);
-     limit orders only if bar t trades through the price (maker); unfilled limits are cancelled;
+     a limit marketable at open[t] fills there (taker, no slippage), else only if bar t trades through
+     the price, at the price (maker); unfilled limits are cancelled;
   2. the open position is checked inside bar t: liquidation (adverse extreme first: conservative),
      then the resting take-profit limit; funding is charged when bar t opens on a funding time;
   3. equity is marked at close[t];
@@ -133,7 +134,8 @@ def decide_exit(p, t, entry_bar, entry_posture, entry_boost, posture, boost):
         return D_EXIT_HIBERNATE
     if p[P_EXIT_POSTURE] > 0.0 and posture > entry_posture:
         return D_EXIT_POSTURE
-    if p[P_ACB_ADVERSE] > 0.0 and entry_boost - boost > p[P_ACB_DROP]:
+    # 1e-9: a drop of exactly acb_drop up to float rounding is not adverse (as dolphin.acb.adverse_turn)
+    if p[P_ACB_ADVERSE] > 0.0 and entry_boost - boost > p[P_ACB_DROP] + 1e-9:
         return D_EXIT_ACB
     if t - entry_bar + 1 >= p[P_MAX_HOLD]:
         return D_EXIT_MAX_HOLD
@@ -233,14 +235,22 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
             filled = False
             px = 0.0
             if pend_limit:
+                # as the venue (Nautilus) does: a limit already marketable when it arrives at the open
+                # (sell at/below the open, buy at/above it) fills at once at the open as a TAKER, without
+                # slippage; otherwise it rests and fills at its price only if the bar trades through it (maker)
                 lim = pend_px
-                if pend_side < 0 and high[t, a] > lim:
-                    px = max(lim, open_[t, a])
+                o = open_[t, a]
+                fee_rate = p[P_MAKER]
+                if (pend_side < 0 and o >= lim) or (pend_side > 0 and o <= lim):
+                    px = o
+                    filled = True
+                    fee_rate = p[P_TAKER]
+                elif pend_side < 0 and high[t, a] > lim:
+                    px = lim
                     filled = True
                 elif pend_side > 0 and low[t, a] < lim:
-                    px = min(lim, open_[t, a])
+                    px = lim
                     filled = True
-                fee_rate = p[P_MAKER]
             else:
                 px = open_[t, a] * (1.0 + pend_side * p[P_SLIP])
                 filled = True

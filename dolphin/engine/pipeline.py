@@ -74,6 +74,7 @@ class BacktestRun:
     scan_cache_hit: bool
     funding_dir: Path | None
     panel: object
+    risk_run: object = None  # dolphin.engine.risklayer.RiskBacktestResult when a risk layer ran
 
 
 def _period(res: BacktestResult, lo: int, hi: int, initial: float):
@@ -84,18 +85,32 @@ def _period(res: BacktestResult, lo: int, hi: int, initial: float):
     m = compute_metrics(tr, ts, eq, start_eq, bar_ms=res.bar_ms)
     daily = daily_table(tr, ts, eq, start_eq)
     return {"metrics": m, "daily": daily, "floors": evaluate_floors(daily, tr), "trades": tr,
-            "start_equity": start_eq}
+            "start_equity": start_eq, "bars": (lo, hi)}
 
 
 def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: float | None = 0.6,
-        progress=False, cache_dir=None, risk=None) -> BacktestRun:
+        progress=False, cache_dir=None, risk=None, risk_layer="none", exf=None) -> BacktestRun:
+    """``risk_layer``: 'none' (``risk`` or the neutral defaults), 'acb', 'full' or a ``RiskLayers``; the risk
+    layer reads ExF from ``exf`` (default ``ExfHistory.load()``)."""
     path = resolve_kline_set(data)
     warm = WARMUP_BARS + cfg.vol_lookback + cfg.vol_window if start_ms is not None else 0
     panel = load_panel(path, start_ms=start_ms, end_ms=end_ms, warmup_bars=warm)
     scans, hit = scans_cached(path, panel, cache_dir=cache_dir, progress=progress)
     funding_dir = find_funding_dir(path) if path.is_dir() else None
     trade_from = int(panel.close_time[panel.warmup_bars]) if panel.warmup_bars else None
-    res = run_backtest(panel, scans, cfg, funding_dir=funding_dir, trade_from_ms=trade_from, risk=risk)
+    risk_run = None
+    if not isinstance(risk_layer, str) or risk_layer != "none":
+        from dolphin.engine.risklayer import RiskLayers, run_risk_backtest
+        from dolphin.exf.history import ExfHistory
+
+        if risk is not None:
+            raise ValueError("run(): give either risk (fixed inputs) or risk_layer, not both")
+        layers = RiskLayers.preset(risk_layer) if isinstance(risk_layer, str) else risk_layer
+        risk_run = run_risk_backtest(panel, scans, cfg, layers=layers, exf=exf if exf is not None else ExfHistory.load(),
+                                     funding_dir=funding_dir, trade_from_ms=trade_from)
+        res = risk_run.result
+    else:
+        res = run_backtest(panel, scans, cfg, funding_dir=funding_dir, trade_from_ms=trade_from, risk=risk)
     lo = panel.warmup_bars
     periods = {}
     split_ms = None
@@ -105,4 +120,4 @@ def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: floa
         periods["In-sample"] = _period(res, lo, cut, cfg.initial_capital)
         periods["Out-of-sample"] = _period(res, cut, panel.n_bars, cfg.initial_capital)
     periods["All"] = _period(res, lo, panel.n_bars, cfg.initial_capital)
-    return BacktestRun(data, res, split_ms, periods, hit, funding_dir, panel)
+    return BacktestRun(data, res, split_ms, periods, hit, funding_dir, panel, risk_run)

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 
 from dolphin.metrics import monthly_from_daily
@@ -100,7 +101,52 @@ def report_data(run, title: str) -> ReportData:
         entry_threshold=cfg.entry_threshold, trades=allp["trades"], daily=pd.DataFrame(daily),
         metrics={n: _metric_dict(p["metrics"]) for n, p in run.periods.items()},
         floors=floors_rows(run), split_ms=run.split_ms, monthly=monthly_from_daily(allp["daily"]), notes=notes,
-        config=cfg.to_dict())
+        config=cfg.to_dict(), risk=risk_section(run))
+
+
+POSTURE_CHANGES_SHOWN = 50
+
+
+def risk_section(run) -> dict | None:
+    """The HTML report's risk-layer section (None without a risk layer): time in posture per period, the
+    first posture changes with their Rm breakdown, the boost distribution and the MC status days."""
+    rr = getattr(run, "risk_run", None)
+    if rr is None:
+        return None
+    from dolphin.engine.config import MC_NAMES, POSTURE_NAMES
+
+    lo = run.panel.warmup_bars
+    tip = {}
+    for n, p in run.periods.items():
+        a, b = p.get("bars", (lo, len(rr.posture)))
+        tip[n] = {k: {"fraction": f, "hours": h} for k, (f, h) in rr.time_in_posture(a, b).items()}
+    b = rr.boost[lo:]
+    qs = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+    mc = rr.mc_status[lo:]
+    changes = [{"time": fmt_ms(c["time_ms"]), "from": c["from"], "to": c["to"], "Rm": c["rm"],
+                "drawdown %": c["drawdown"] * 100, **{k: c[k] for k in ("Cat1", "Cat2", "Cat3", "Cat4", "Cat5")},
+                "why": "; ".join(f"{k}: {v}" for k, v in c["reasons"].items())}
+               for c in rr.posture_changes[:POSTURE_CHANGES_SHOWN]]
+    return {"layers": rr.layers.describe(), "time_in_posture": tip, "postures": list(POSTURE_NAMES),
+            "changes": changes, "n_changes": len(rr.posture_changes), "acb_adverse_exits": rr.acb_adverse_exits,
+            "boost_quantiles": {f"p{int(q * 100):02d}": float(np.quantile(b, q)) for q in qs},
+            "boost_hist": np.histogram(b, bins=np.linspace(0.5, 1.5, 11)),
+            "mc_share": {MC_NAMES[k]: float(np.mean(mc == k)) for k in range(3)}}
+
+
+def risk_layer_table(run) -> str:
+    """Terminal summary of the risk layer: time in each posture per period, changes, adverse exits, boost."""
+    d = risk_section(run)
+    if d is None:
+        return ""
+    names = list(d["time_in_posture"])
+    rows = [[p] + [f"{d['time_in_posture'][n][p]['fraction'] * 100:.1f} % ({d['time_in_posture'][n][p]['hours']:,.0f} h)"
+                   for n in names] for p in d["postures"]]
+    q = d["boost_quantiles"]
+    return (f"{d['layers']}\n" + text_table(["posture"] + names, rows) +
+            f"\nposture changes: {d['n_changes']} | ACB adverse-turn exits: {d['acb_adverse_exits']} | boost "
+            + " ".join(f"{k} {v:.3f}" for k, v in q.items()) + " | MC status share "
+            + " ".join(f"{k} {v * 100:.1f} %" for k, v in d["mc_share"].items()))
 
 
 def monthly_table(run) -> str:

@@ -45,6 +45,7 @@ class ReportData:
     monthly: pd.DataFrame | None = None  # month, pnl, return, trades, wins, fees
     notes: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
+    risk: dict | None = None  # dolphin.engine.report_data.risk_section (None: no risk layer ran)
 
 
 def _fmt(v) -> str:
@@ -174,6 +175,38 @@ def _monthly_table(m: pd.DataFrame | None) -> str:
             f'<th>trades</th><th>wins</th><th>fees</th></tr>{rows}</table>')
 
 
+def _risk_section(r: dict | None) -> str:
+    if not r:
+        return ""
+    periods = list(r["time_in_posture"])
+    head = "".join(f"<th>{escape(p)}</th>" for p in periods)
+    rows = "".join(
+        f'<tr><td class="l">{escape(name)}</td>' + "".join(
+            f"<td>{r['time_in_posture'][p][name]['fraction'] * 100:.1f} % "
+            f"({r['time_in_posture'][p][name]['hours']:,.0f} h)</td>" for p in periods) + "</tr>"
+        for name in r["postures"])
+    counts, edges = r["boost_hist"]
+    total = max(int(counts.sum()), 1)
+    hist = "".join(f'<tr><td class="l">{edges[i]:.1f} .. {edges[i + 1]:.1f}</td><td>{int(c):,}</td>'
+                   f"<td>{c / total * 100:.1f} %</td></tr>" for i, c in enumerate(counts))
+    q = " ".join(f"{k} {v:.3f}" for k, v in r["boost_quantiles"].items())
+    mc = " | ".join(f"{k} {v * 100:.1f} %" for k, v in r["mc_share"].items())
+    ch = r["changes"]
+    ch_head = "".join(f"<th>{escape(k)}</th>" for k in (ch[0] if ch else {}))
+    ch_rows = "".join("<tr>" + "".join(f'<td class="l">{escape(str(v))}</td>' if isinstance(v, str)
+                                       else f"<td>{_fmt(v)}</td>" for v in c.values()) + "</tr>" for c in ch)
+    more = (f"<p class='sub'>first {len(ch)} of {r['n_changes']:,} posture changes shown</p>"
+            if r["n_changes"] > len(ch) else "")
+    return (f'<h2>Risk layer</h2><p class="sub">{escape(r["layers"])}</p>'
+            f'<table id="risk-posture"><tr><th class="l">time in posture</th>{head}</tr>{rows}</table>'
+            f'<p>posture changes: {r["n_changes"]:,} | ACB adverse-turn exits: {r["acb_adverse_exits"]:,} | '
+            f"MC status (share of scans): {escape(mc)}</p>"
+            f'<h3>ACB boost distribution</h3><p class="sub">{escape(q)}</p>'
+            f'<table id="risk-boost"><tr><th class="l">boost</th><th>scans</th><th>share</th></tr>{hist}</table>'
+            f'<h3>Posture changes</h3><div class="scroll"><table id="risk-changes"><tr>{ch_head}</tr>{ch_rows}'
+            f"</table></div>{more}")
+
+
 def render(d: ReportData) -> str:
     notes = "".join(f"<li>{escape(n)}</li>" for n in d.notes)
     cfg = "".join(f'<tr><td class="l">{escape(str(k))}</td><td class="l">{escape(str(v))}</td></tr>'
@@ -185,6 +218,7 @@ def render(d: ReportData) -> str:
 <h2>Quality floors (rolling windows)</h2>{_floors_table(d.floors)}
 <h2>Charts</h2>{_charts(d)}
 {_monthly_table(d.monthly)}
+{_risk_section(d.risk)}
 <h2>Notes</h2><ul class="notes">{notes}</ul>
 <h2>Trades</h2>{_trades_table(d.trades)}
 <h2>Configuration</h2><table>{cfg}</table>
