@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/backtest.py
 	$(PY) bench/runtime.py
 	$(PY) bench/store.py
+	$(PY) bench/ablation.py  # BLUE with / without ACB and the full risk layer, in- and out-of-sample
 	$(PY) bench/backfill.py  # ~17 min: 249 daily partitions through the whole Dagster graph
 
 # Dagster UI + daemon (http://127.0.0.1:$(DAGSTER_PORT)); DAGSTER_HOME = $(DOLPHIN_HOME)/dagster (dagster.yaml written on first use)
