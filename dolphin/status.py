@@ -18,7 +18,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dolphin.store import (EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_LATEST, STATE_LATEST,
+from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_LATEST, STATE_LATEST,
                            SYSTEM_HEALTH, VOL_REGIME, StoreKeyError, StoreUnavailableError, state_map)
 from dolphin.store.factory import store_config_from_env, open_store
 
@@ -81,7 +81,7 @@ def _read_store(strategy: str, now_ms: int) -> dict:
         return out
     items = {"scan_latest": (FEATURES, SCAN_LATEST), "vol_regime": (FEATURES, VOL_REGIME),
              "safety": (SAFETY, "latest"), "state": (state_map(strategy), STATE_LATEST),
-             "mc": (FEATURES, MC_FOREWARNER_LATEST), "exf": (FEATURES, EXF_LATEST)}
+             "mc": (FEATURES, MC_FOREWARNER_LATEST), "exf": (FEATURES, EXF_LATEST), "acb": (FEATURES, ACB_STATE)}
     try:
         out["reachable"], out["exists"] = True, True
         for name, (m, k) in items.items():
@@ -224,6 +224,9 @@ def render(rep: dict) -> str:
         bd = sf.get("breakdown") or {}
         bds = "  ".join(f"{k}={_num(v, '{:.3f}')}" for k, v in sorted(bd.items())) or "no breakdown"
         L.append(f"posture         {sf.get('posture', '?')}  Rm {_num(sf.get('Rm'), '{:.3f}')}  [{bds}]  {_fresh(sf)}")
+        why = sf.get("reasons") or {}
+        if isinstance(why, dict) and why:  # survival stack's per-category reasons (DOLPHIN_SAFETY)
+            L.append("  Rm reasons    " + "; ".join(f"{k}: {v}" for k, v in sorted(why.items()) if v))
     else:
         L.append("posture         " + (f"{NOT_PUBLISHED} (risk layer not running)" if sf is None and st.get("reachable")
                                        else _fresh(sf) if sf is not None else na))
@@ -259,16 +262,40 @@ def render(rep: dict) -> str:
     mc = get("mc")
     if mc is not None and "age_s" in mc:
         stale = "  STALE (>6h: counts as ORANGE)" if mc["age_s"] > MC_STALE_S else ""
+        score = f"  envelope_score {_num(mc['envelope_score'], '{:.3f}')}" if "envelope_score" in mc else ""
         L.append(f"MC forewarner   {mc.get('status', '?')}  catastrophic_prob "
-                 f"{_num(mc.get('catastrophic_prob'), '{:.3f}')}  {_fresh(mc)}{stale}")
+                 f"{_num(mc.get('catastrophic_prob'), '{:.3f}')}{score}  {_fresh(mc)}{stale}")
     else:
         L.append(f"MC forewarner   {_fresh(mc) if live else na}")
-    L.append(f"ExF             {_fresh(get('exf')) if live else na}")
+    ex = get("exf")
+    if ex is not None and "age_s" in ex and "non_null_count" in ex:  # dolphin.exf snapshot record
+        dvol = f"  dvol_btc {_num(ex.get('dvol_btc'), '{:.2f}')}" if "dvol_btc" in ex else ""
+        L.append(f"ExF             {ex['non_null_count']} indicators with a value (as of {ex.get('date', '?')})"
+                 f"{dvol}  {_fresh(ex)}")
+    else:
+        L.append(f"ExF             {_fresh(ex) if live else na}")
+    acb = get("acb")
+    if acb is not None and "age_s" in acb:
+        L.append(f"ACB             boost {_num(acb.get('boost'), '{:.3f}')}  beta {_num(acb.get('beta'), '{:.3f}')}  "
+                 f"{acb.get('source', '?')} update of {acb.get('last_date', '?')}  {_fresh(acb)}")
+    elif acb is not None:
+        L.append(f"ACB             {_fresh(acb)}")
     sh = st.get("system_health") if live else None
     if sh:
         for k, v in sorted(sh.items()):
-            body = {kk: vv for kk, vv in v.items() if kk not in ("timestamp", "age_s")}
-            L.append(f"system health   {k}: {json.dumps(body, sort_keys=True)}  {_fresh(v)}")
+            if k == "latest" and "status" in v:  # the watchdog's report (dolphin.watchdog)
+                failing = v.get("failing") or []
+                what = f"failing {', '.join(map(str, failing))}" if failing else "all checks ok"
+                missed = v.get("unpublished") or []
+                extra = f"  ({len(missed)} report(s) missed while the store was down)" if missed else ""
+                L.append(f"system health   {v['status']}  {what}{extra}  {_fresh(v)}")
+            elif k == "runtime_heartbeat":
+                L.append(f"  heartbeat     runtime {_fresh(v)}")
+            else:
+                body = {kk: vv for kk, vv in v.items() if kk not in ("timestamp", "age_s")}
+                L.append(f"system health   {k}: {json.dumps(body, sort_keys=True)}  {_fresh(v)}")
+        if "latest" not in sh:
+            L.append(f"system health   latest: {NOT_PUBLISHED} (watchdog not running)")
     else:
         L.append(f"system health   {NOT_PUBLISHED if st.get('reachable') else na}")
     return "\n".join(L)

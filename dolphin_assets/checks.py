@@ -151,3 +151,35 @@ with warnings.catch_warnings():
         severity=AssetCheckSeverity.ERROR)
     FRESHNESS_SENSOR = build_sensor_for_freshness_checks(freshness_checks=FRESHNESS_CHECKS,
                                                          minimum_interval_seconds=600, name="freshness_checks_sensor")
+
+
+# ---------------------------------------------------------------- exf coverage
+
+EXF_MIN_CHECK = "at_least_4_indicators"
+
+
+def exf_coverage(df, minimum: int) -> tuple:
+    """(passed, metadata) for one day's exf row: at least ``minimum`` indicators with a value."""
+    from dolphin.exf.indicators import INDICATOR_NAMES
+
+    if len(df) != 1:
+        return False, {"rows": len(df), "problem": "expected one exf row for the day"}
+    row = df.iloc[0]
+    present = [n for n in INDICATOR_NAMES if n in df.columns and np.isfinite(float(row[n]))]
+    missing = [n for n in INDICATOR_NAMES if n not in present]
+    return len(present) >= minimum, {"non_null": len(present), "minimum": minimum,
+                                     "present": ", ".join(present) or "none", "missing": ", ".join(missing) or "none"}
+
+
+@multi_asset_check(
+    specs=_specs("exf", [EXF_MIN_CHECK], False, [
+        "At least 4 ExF indicators have a value (the ACB's ExF term and the survival stack's DVOL input need "
+        "real data; fewer means the sources or the recorded files are broken)."]),
+    ins={"exf_row": AssetIn(key="exf")},
+)
+def exf_checks(context: AssetCheckExecutionContext, exf_row):
+    from dolphin_assets.assets.risk import MIN_EXF_INDICATORS
+
+    passed, meta = exf_coverage(exf_row, MIN_EXF_INDICATORS)
+    yield AssetCheckResult(check_name=EXF_MIN_CHECK, asset_key="exf", passed=bool(passed),
+                           severity=AssetCheckSeverity.ERROR, metadata=meta)

@@ -5,13 +5,17 @@ from dagster import Definitions, FilesystemIOManager, multiprocess_executor
 from dolphin_assets.assets.blue import capital_ledger_blue, daily_pnl_blue
 from dolphin_assets.assets.live import scan_latest, scan_latest_job
 from dolphin_assets.assets.market import eigen_scans, market_bars, vol_regime
-from dolphin_assets.checks import FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks
-from dolphin_assets.resources import FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
-from dolphin_assets.schedules import blue_paper_day_job, blue_paper_day_schedule
+from dolphin_assets.assets.risk import RISK_ASSETS, acb_day_job, exf_day_job, mc_envelope_job
+from dolphin_assets.checks import (FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks,
+                                   exf_checks)
+from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
+from dolphin_assets.risk_sensors import watchdog_sensor
+from dolphin_assets.schedules import (acb_day_schedule, blue_paper_day_job, blue_paper_day_schedule, exf_schedule,
+                                      mc_envelope_schedule)
 from dolphin_assets.sensors import scan_files_sensor
 
-ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest]
-ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS]
+ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest, *RISK_ASSETS]
+ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS, exf_checks]
 
 
 def resources(**overrides) -> dict:
@@ -24,6 +28,7 @@ def resources(**overrides) -> dict:
         "scan_dir": ScanDir(),
         "ledger": Ledger(),
         "feature_store": FeatureStoreResource(),
+        "exf_source": ExfSource(),
     }
     return {**base, **overrides}
 
@@ -37,9 +42,9 @@ EXECUTOR = multiprocess_executor.configured(
 defs = Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
-    jobs=[blue_paper_day_job, scan_latest_job],
-    schedules=[blue_paper_day_schedule],
-    sensors=[scan_files_sensor, FRESHNESS_SENSOR],
+    jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job],
+    schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule],
+    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor],
     resources=resources(),
     executor=EXECUTOR,
 )

@@ -130,3 +130,60 @@ def newest_complete(scan_dir) -> ScanFile | None:
         if check_arrow(f.path) is None:
             return f
     return None
+
+
+# ---------------------------------------------------------------- per-scan ACB update
+
+
+def acb_scans_between(scan_dir, after_ms: int, upto_ms: int) -> list:
+    """The complete scan files with scan time in (after_ms, upto_ms], oldest first, as (ts, w750 velocity,
+    rel): the ones a per-scan ACB update has not seen yet (the sensor's runs publish only the newest file
+    of a poll; the ACB's EMA must still step through every scan)."""
+    from dolphin.scanner import read_scan_arrow
+    from dolphin.timeutil import DAY_MS, day_str
+
+    # day folders are named by bar open time (scan time - one bar): only the days the window touches are read
+    first, last = day_str(after_ms - DAY_MS), day_str(upto_ms)
+    out = []
+    for f in list_scan_files(scan_dir):
+        if not first <= f.rel[:10] <= last or check_arrow(f.path) is not None:
+            continue
+        row = read_scan_arrow(f.path)
+        ts = int(row.timestamp[-1])
+        if after_ms < ts <= upto_ms:
+            out.append((ts, float(row.velocity[-1, row.window_index(750)]), f.rel))
+    return sorted(out)
+
+
+def apply_acb_scans(store, scan_dir, upto_ms: int) -> tuple:
+    """Step the stored ``acb_state`` through the scans after its ``updated_at`` up to ``upto_ms``
+    (``dolphin.acb.acb_on_scan``) and store it with compare-and-set on the exact record read
+    (``FeatureStore.update``): two concurrent updaters never lose a step or put an older state back.
+    Scans of another day than the state's stop the update (the daily state of that day comes first).
+    Returns (applied scan count, note)."""
+    from dolphin.acb import AcbState, acb_on_scan
+    from dolphin.store import ACB_STATE, FEATURES
+
+    outcome = {"n": 0, "note": ""}
+
+    def step(cur):
+        outcome.update(n=0, note="")
+        if cur is None:
+            outcome["note"] = "no acb_state stored yet (materialise acb_state for the day first)"
+            return None
+        try:
+            state = AcbState.from_record(cur)
+        except ValueError as exc:  # the next daily acb_state replaces it; the scan itself is published already
+            outcome["note"] = f"stored acb_state unreadable, not updated: {exc}"
+            return None
+        for ts, v, rel in acb_scans_between(scan_dir, int(state.updated_at), upto_ms):
+            try:
+                state = acb_on_scan(state, v, ts)
+            except ValueError as exc:
+                outcome["note"] = f"stopped at {rel}: {exc}"
+                break
+            outcome["n"] += 1
+        return state.to_record() if outcome["n"] else None
+
+    store.update(FEATURES, ACB_STATE, step)
+    return outcome["n"], outcome["note"] or f"{outcome['n']} scan(s) applied"

@@ -18,10 +18,10 @@ from tests.browser import chromium, non_blank_fraction, rendered_dom, screenshot
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = ["market_bars", "eigen_scans", "vol_regime", "daily_pnl_blue", "trades_blue", "capital_ledger_blue",
-          "scan_latest"]
+          "scan_latest", "exf", "esof", "acb_state", "mc_envelope"]
 PARTITION = "2024-01-01"  # the chain's first day: starts from initial capital, needs no earlier partition
 # all groups expanded (the UI collapses groups by default); a wide window renders full node labels
-LINEAGE = "/asset-groups?expanded=" + "%2C".join(f"global%40global%3A{g}" for g in ("blue", "live", "market"))
+LINEAGE = "/asset-groups?expanded=" + "%2C".join(f"global%40global%3A{g}" for g in ("blue", "live", "market", "risk"))
 
 
 def _free_port() -> int:
@@ -99,11 +99,11 @@ def test_dagster_dev_end_to_end(tmp_path):
         assert mats["assetOrError"]["assetMaterializations"] == [{"partition": PARTITION}]
 
         assert _gql(base, "mutation { setNuxSeen }")["setNuxSeen"] is True
-        dom = rendered_dom(base + LINEAGE, wait_ms=20000, width=2400, height=1800)
+        dom = rendered_dom(base + LINEAGE, wait_ms=20000, width=3600, height=2400)
         assert "Global asset lineage" in dom
         missing = [a for a in ASSETS if f">{a}<" not in dom]
         assert not missing, f"lineage page lacks {missing}"
-        png = screenshot(base + LINEAGE, tmp_path / "lineage.png", width=2400, height=1800, wait_ms=20000)
+        png = screenshot(base + LINEAGE, tmp_path / "lineage.png", width=3600, height=2400, wait_ms=20000)
         assert non_blank_fraction(png) > 0.05
     finally:
         if proc.poll() is None:

@@ -8,7 +8,7 @@ from dolphin.scanner import read_scan_arrow
 from dolphin.store import FEATURES, SCAN_LATEST, publish_if_newer
 from dolphin_assets.publish import num, scan_is_newer, scan_record
 from dolphin_assets.resources import FeatureStoreResource, ScanDir
-from dolphin_assets.scan_files import check_arrow, newest_complete
+from dolphin_assets.scan_files import apply_acb_scans, check_arrow, newest_complete
 
 
 class ScanLatestConfig(Config):
@@ -32,10 +32,14 @@ def scan_latest(context: AssetExecutionContext, config: ScanLatestConfig, scan_d
         raise Failure(description=f"scan file {path}: {why}")
     row = read_scan_arrow(path)
     rec = scan_record(row, -1, str(path))
-    published = publish_if_newer(feature_store.open(), FEATURES, SCAN_LATEST, rec, newer=scan_is_newer)
+    store = feature_store.open()
+    published = publish_if_newer(store, FEATURES, SCAN_LATEST, rec, newer=scan_is_newer)
+    # per-scan ACB update (compare-and-set; steps through every scan since the stored state, see scan_files)
+    acb_steps, acb_note = apply_acb_scans(store, scan_dir.dir(), int(row.timestamp[-1]))
     return MaterializeResult(metadata={"file": str(path), "scan_time": rec.timestamp,
                                        "vel_div": num(row.vel_div[-1]) or 0.0, "published": published,
-                                       "note": "published" if published else "the store already holds a newer scan"})
+                                       "note": "published" if published else "the store already holds a newer scan",
+                                       "acb_scans_applied": acb_steps, "acb_note": acb_note})
 
 
 scan_latest_job = define_asset_job("scan_latest_job", selection=[scan_latest])
