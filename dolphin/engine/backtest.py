@@ -82,24 +82,29 @@ def _trades_frame(out, symbols, open_time, bar_ms) -> pd.DataFrame:
     })
 
 
-def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = None,
-                 flow: FlowProvider | None = None, funding_dir=None, trade_from_ms: int | None = None,
-                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                 acb_drop: float = 0.2) -> BacktestResult:
-    """``scans`` must be row-aligned with ``panel`` (one scan per bar; see dolphin.scanner).
+@dataclass
+class PreparedInputs:
+    p: np.ndarray
+    tradable: np.ndarray
+    vd: np.ndarray
+    loadings: np.ndarray
+    regime: object
+    flow: np.ndarray
+    funding: np.ndarray
+    first_bar: int
+    state: np.ndarray  # kernel vector relative to row 0
+    notes: list
 
-    ``trade_from_ms``: bar close time of the first simulated bar; earlier rows are history only (ranking
-    lookback, vel_div crossing, regime statistics). ``state``: carried capital / position / pending order
-    (default: flat with ``cfg.initial_capital``). ``close_at_end``: close an open position at the last
-    close (a backtest) or leave it in ``final_state`` (a day partition / a live session).
-    ``acb_adverse_exit``: exit an open position when the ACB boost fell by more than ``acb_drop`` since entry."""
+
+def prepare_inputs(panel, scans, cfg: EngineConfig, risk_source: str, *, funding_dir, trade_from_ms,
+                   state: EngineState | None, acb_adverse_exit: bool, acb_drop: float,
+                   flow=None) -> PreparedInputs:
+    """Everything the kernel needs besides the risk arrays (``run_backtest`` and the risk layer's chunked runs)."""
     T = panel.n_bars
     if len(scans) != T or not np.array_equal(scans.timestamp, panel.close_time):
         raise ValueError("scans are not row-aligned with the panel (scan timestamp = bar close time)")
-    risk = risk or RiskInputs.defaults(T)
-    risk.check(T)
     flow_feat = (flow or NeutralFlowProvider()).features(panel.open_time, panel.symbols)
-    notes = [f"order-book/flow: {flow_feat.source}", f"risk inputs: {risk.source}"]
+    notes = [f"order-book/flow: {flow_feat.source}", f"risk inputs: {risk_source}"]
     if funding_dir is not None and cfg.charge_funding:
         funding, covered = funding_grid(funding_dir, panel.symbols, panel.open_time, panel.bar_ms)
         missing = sorted(set(panel.symbols) - set(covered))
@@ -118,10 +123,31 @@ def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = N
         raise StateError(f"state is as of {state.as_of_ms} ms but the run starts at bar close "
                          f"{int(panel.close_time[first_bar])} ms: runs must follow each other in order")
     vec = state.to_vector(panel.symbols, int(panel.open_time[0]), panel.bar_ms)
-    vd_norm = np.ascontiguousarray(scans.vel_div / panel.n_assets)
-    out = run_kernel(pack_params(cfg, acb_adverse_exit, acb_drop), panel.open, panel.high, panel.low, panel.close, tradable,
-                     vd_norm, loadings, regime.ok, risk.posture, risk.mc_status, risk.acb_boost,
-                     risk.rm, flow_feat.imbalance, funding, first_bar, vec, close_at_end)
+    vd = np.ascontiguousarray(scans.vel_div / panel.n_assets)
+    return PreparedInputs(pack_params(cfg, acb_adverse_exit, acb_drop), tradable, vd, loadings, regime,
+                          flow_feat.imbalance, funding, first_bar, vec, notes)
+
+
+def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = None,
+                 flow: FlowProvider | None = None, funding_dir=None, trade_from_ms: int | None = None,
+                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
+                 acb_drop: float = 0.2) -> BacktestResult:
+    """``scans`` must be row-aligned with ``panel`` (one scan per bar; see dolphin.scanner).
+
+    ``trade_from_ms``: bar close time of the first simulated bar; earlier rows are history only (ranking
+    lookback, vel_div crossing, regime statistics). ``state``: carried capital / position / pending order
+    (default: flat with ``cfg.initial_capital``). ``close_at_end``: close an open position at the last
+    close (a backtest) or leave it in ``final_state`` (a day partition / a live session).
+    ``acb_adverse_exit``: exit an open position when the ACB boost fell by more than ``acb_drop`` since entry."""
+    T = panel.n_bars
+    risk = risk or RiskInputs.defaults(T)
+    risk.check(T)
+    pr = prepare_inputs(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
+                        state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop, flow=flow)
+    out = run_kernel(pr.p, panel.open, panel.high, panel.low, panel.close, pr.tradable, pr.vd, pr.loadings,
+                     pr.regime.ok, risk.posture, risk.mc_status, risk.acb_boost, risk.rm, pr.flow, pr.funding,
+                     pr.first_bar, pr.state, close_at_end)
+    vd_norm, regime, first_bar, notes = pr.vd, pr.regime, pr.first_bar, pr.notes
     trades = _trades_frame(out, panel.symbols, panel.open_time, panel.bar_ms)
     equity, pos_asset, decision, dec_asset, dec_lev, vec_out = out[17:]
     final = EngineState.from_vector(vec_out, panel.symbols, int(panel.open_time[0]), panel.bar_ms,

@@ -47,12 +47,10 @@ import pandas as pd
 from dolphin.acb import DEFAULT as ACB_DEFAULT
 from dolphin.acb import AcbConfig, boost_series
 from dolphin.engine import kernel as K
-from dolphin.engine.backtest import BacktestResult, _trades_frame, run_backtest
+from dolphin.engine.backtest import BacktestResult, _trades_frame, prepare_inputs, run_backtest
 from dolphin.engine.config import APEX, GREEN, ORANGE, POSTURE_NAMES, RED, EngineConfig
-from dolphin.engine.funding import funding_grid
-from dolphin.engine.inputs import NeutralFlowProvider, RiskInputs
-from dolphin.engine.regime import vol_regime
-from dolphin.engine.state import EngineState, StateError
+from dolphin.engine.inputs import RiskInputs
+from dolphin.engine.state import EngineState
 from dolphin.exf.history import ExfHistory
 from dolphin.mc.forewarner import MCConfig, forewarn
 from dolphin.mc.variants import perturbed_configs
@@ -158,49 +156,6 @@ class RiskBacktestResult:
 # ---------------------------------------------------------------- chunked kernel
 
 
-@dataclass
-class _Prepared:
-    p: np.ndarray
-    tradable: np.ndarray
-    vd: np.ndarray
-    loadings: np.ndarray
-    regime: object
-    flow: np.ndarray
-    funding: np.ndarray
-    first_bar: int
-    state: np.ndarray  # kernel vector relative to row 0
-    notes: list
-
-
-def _prepare(panel, scans, cfg: EngineConfig, risk_source: str, *, funding_dir, trade_from_ms,
-             state: EngineState | None, acb_adverse_exit: bool, acb_drop: float) -> _Prepared:
-    """Everything ``run_backtest`` computes before calling the kernel (same code paths, same order)."""
-    T = panel.n_bars
-    if len(scans) != T or not np.array_equal(scans.timestamp, panel.close_time):
-        raise ValueError("scans are not row-aligned with the panel (scan timestamp = bar close time)")
-    flow_feat = NeutralFlowProvider().features(panel.open_time, panel.symbols)
-    notes = [f"order-book/flow: {flow_feat.source}", f"risk inputs: {risk_source}"]
-    if funding_dir is not None and cfg.charge_funding:
-        funding, covered = funding_grid(funding_dir, panel.symbols, panel.open_time, panel.bar_ms)
-        missing = sorted(set(panel.symbols) - set(covered))
-        notes.append(f"funding charged from {funding_dir} for {len(covered)} symbols"
-                     + (f"; no funding data for {', '.join(missing)}" if missing else ""))
-    else:
-        funding = np.zeros((T, panel.n_assets))
-        notes.append("funding: no funding data for this set (spot candles): not charged")
-    regime = vol_regime(panel.close, cfg.vol_window, cfg.vol_lookback, cfg.vol_percentile)
-    w = scans.window_index(cfg.rank_window)
-    loadings = np.ascontiguousarray(scans.loadings[:, w, :])
-    tradable = ~(panel.filled | panel.excluded)
-    first_bar = 0 if trade_from_ms is None else int(np.searchsorted(panel.close_time, trade_from_ms))
-    state = state or EngineState.fresh(cfg.initial_capital)
-    if state.as_of_ms is not None and first_bar < T and state.as_of_ms > int(panel.close_time[first_bar]) - panel.bar_ms:
-        raise StateError(f"state is as of {state.as_of_ms} ms but the run starts at bar close "
-                         f"{int(panel.close_time[first_bar])} ms: runs must follow each other in order")
-    vec = state.to_vector(panel.symbols, int(panel.open_time[0]), panel.bar_ms)
-    vd = np.ascontiguousarray(scans.vel_div / panel.n_assets)
-    return _Prepared(K.pack_params(cfg, acb_adverse_exit, acb_drop), tradable, vd, loadings, regime,
-                     flow_feat.imbalance, funding, first_bar, vec, notes)
 
 
 # on_check(bar, equity_at_close, peak_equity) -> None; it may write the risk arrays for bars > bar
@@ -219,7 +174,7 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
     call costs O(chunk) and not O(T). With ``on_check=None`` the result equals ``run_backtest``'s."""
     T = panel.n_bars
     risk.check(T)
-    pr = _prepare(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
+    pr = prepare_inputs(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
                   state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop)
     hist = cfg.rank_lookback + 1
     ends = np.asarray(check_bars, dtype=np.int64)
