@@ -122,7 +122,7 @@ def test_compose_resolved_defaults(tmp_path):
         assert env["DOLPHIN_HOME"] == "/data/dolphin" and env["DOLPHIN_DATA"] == "/data/market", name
     # the default market data path is ../../shared/data from docker/ = shared/data beside the checkout
     bind = [v for v in svc["runtime"]["volumes"] if isinstance(v, dict) and v.get("target") == "/data/market"]
-    assert bind and Path(bind[0]["source"]) == (REPO.parent / "shared" / "data").resolve()
+    assert bind and Path(bind[0]["source"]).resolve() == (REPO.parent / "shared" / "data").resolve()
     assert bind[0]["read_only"] is True
     cmd = svc["runtime"]["command"]
     assert (cmd.split() if isinstance(cmd, str) else cmd)[:3] == ["dolphin", "runtime", "sandbox"]
