@@ -139,7 +139,8 @@ def _ticks(panel, instruments: dict, lo: int) -> list:
 
 def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, end_ms: int | None = None,
                panel=None, risk=None, funding_dir="auto", log_level: str = "ERROR",
-               capital: float | None = None, keep_panel: bool = False, ledger=None) -> ReplayResult:
+               capital: float | None = None, keep_panel: bool = False, ledger=None,
+               acb_adverse_exit: bool = False, acb_drop: float = 0.2) -> ReplayResult:
     """Replay the bars with open time in [start_ms, end_ms] (``panel`` given: its non-warm-up rows).
 
     ``risk``: None (defaults: APEX, GREEN, 1, 1), a ``RiskSource``, or a ``RiskInputs`` row-aligned
@@ -221,7 +222,8 @@ def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, e
         engine.add_data(_ticks(panel, instruments, lo))
 
         scfg = DolphinStrategyConfig(symbols=tuple(panel.symbols), bar_ms=int(panel.bar_ms), engine=cfg.to_dict(),
-                                     end_of_data_ms=int(close_ms[-1]))
+                                     end_of_data_ms=int(close_ms[-1]), acb_adverse_exit=acb_adverse_exit,
+                                     acb_drop=acb_drop)
         strat = DolphinStrategy(scfg, risk_source=source, history=history, funding=funding,
                                 tradable=lambda ms: tradable[row_of[ms]], capital=capital, journal=ledger)
         engine.add_strategy(strat)

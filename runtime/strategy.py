@@ -70,6 +70,8 @@ class DolphinStrategyConfig(StrategyConfig, frozen=True):
     end_of_data_ms: int | None = None
     bar_timeout_ms: int | None = None
     keep_log: bool = True
+    acb_adverse_exit: bool = False  # exit when the ACB boost fell by more than acb_drop since entry
+    acb_drop: float = 0.2
 
 
 class FundingSchedule:
@@ -161,7 +163,7 @@ class DolphinStrategy(Strategy):
         funding charge has been applied, before the strategy acts on it further."""
         super().__init__(config)
         self.cfg = EngineConfig.from_dict(dict(config.engine)) if config.engine else BLUE
-        self.p = K.pack_params(self.cfg)
+        self.p = K.pack_params(self.cfg, config.acb_adverse_exit, config.acb_drop)
         self.symbols = list(config.symbols)
         self.N = len(self.symbols)
         self.bar_ms = int(config.bar_ms)

@@ -204,3 +204,21 @@ def test_parity_check_is_not_vacuous(window, default_pair):
                          (scan_ulp, "scans"), (lev_ulp, "decisions differ")):
         rep = broken(mutate)
         assert not rep.ok and any(what in p for p in rep.problems), (what, rep.problems)
+
+
+def test_acb_adverse_turn_exits_like_the_backtest(window):
+    """ACB boost scripted to fall by 0.35 for an hour every 6 hours: with the adverse-turn exit on, positions
+    open across a drop are closed at market, trade for trade as in the backtest (no book data: market)."""
+    panel, scans = window
+    risk = RiskInputs.defaults(panel.n_bars)
+    hour = (panel.open_time // 3_600_000) % 6
+    risk.acb_boost[:] = np.where(hour == 5, 0.95, 1.3)
+    lo = panel.warmup_bars
+    bt = run_backtest(panel, scans, BLUE, trade_from_ms=int(panel.close_time[lo]), risk=risk, acb_adverse_exit=True)
+    rp = run_replay(None, BLUE, panel=panel, risk=risk, acb_adverse_exit=True)
+    n_acb = int((bt.trades.exit_reason == "acb_adverse_turn").sum())
+    assert n_acb >= 1, "the schedule must produce adverse-turn exits"
+    assert bt.decisions_frame().equals(rp.decisions)
+    rep = compare(bt, rp, panel)
+    assert rep.ok, rep.describe()
+    assert int((rp.trades.exit_reason == "acb_adverse_turn").sum()) == n_acb
