@@ -14,23 +14,13 @@ import pandas as pd
 import pytest
 
 import dagster as dg
+from tests.dagster_helpers import failure_text
 
 HISTORY = [f"2024-01-{d:02d}" for d in range(24, 32)]  # the 8 days of scans the first chain day reads
 DAYS = [f"2024-02-{d:02d}" for d in range(1, 16)]
 START = DAYS[0]
 TRADE_COLS = ["entry_time", "exit_time", "asset", "side", "notional", "leverage", "entry_price", "exit_price", "fees",
               "funding", "pnl", "exit_reason"]
-
-
-def _failure_text(result) -> str:
-    out = []
-    for e in result.all_events:
-        if e.is_step_failure:
-            err = e.event_specific_data.error
-            while err is not None:
-                out.append(err.message)
-                err = err.cause
-    return "\n".join(out)
 
 
 @pytest.fixture(scope="module")
@@ -62,12 +52,12 @@ def world(tmp_path_factory):
     t0 = time.perf_counter()
     for d in HISTORY:
         r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"))
-        assert r.success, _failure_text(r)
+        assert r.success, failure_text(r)
     w["timings"]["history_8_days_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     for d in DAYS:
         r = mat(d, BLUE_CHAIN)
-        assert r.success, _failure_text(r)
+        assert r.success, failure_text(r)
         w["checks"][d] = {(e.asset_key.to_user_string(), e.check_name): e for e in r.get_asset_check_evaluations()}
         mats = {m.asset_key.to_user_string(): m for m in r.get_asset_materialization_events()}
         w["meta"][d] = {k: v.event_specific_data.materialization.metadata for k, v in mats.items()}
@@ -232,7 +222,7 @@ def test_rematerialising_a_day_is_idempotent(world):
     before = [(e.day, e.record.fingerprint()) for e in book.current("BLUE")]
     n_trades = _sql("select count(*) n from dolphin.trades_blue").n[0]
     r = world["mat"]("2024-02-05", world["chain"])
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     assert [(e.day, e.record.fingerprint()) for e in book.current("BLUE")] == before
     assert [e.version for e in book.history("BLUE", "2024-02-05")] == [1, 2]
     assert _sql("select count(*) n from dolphin.trades_blue").n[0] == n_trades
@@ -246,7 +236,7 @@ def test_rematerialising_a_day_is_idempotent(world):
 def test_out_of_order_day_is_refused(world):
     r = world["mat"]("2024-02-17", world["chain"])
     assert not r.success
-    msg = _failure_text(r)
+    msg = failure_text(r)
     assert "previous day 2024-02-16 has no result in the capital ledger" in msg and "Materialise 2024-02-16 first" in msg
     assert _ledger(world).entry("BLUE", "2024-02-17") is None
 
@@ -262,10 +252,10 @@ def test_divergent_rerun_is_refused_then_rebased(world, monkeypatch):
     # a changed engine (e.g. new slippage model) gives 02-14 (BTC entry by market order) another result
     monkeypatch.setattr(blue, "ENGINE_CONFIG", blue.ENGINE_CONFIG.with_(slippage_bps=7.0))
     r = world["mat"]("2024-02-14", sel)
-    assert not r.success and "later days 2024-02-15..2024-02-15 (1)" in _failure_text(r)
+    assert not r.success and "later days 2024-02-15..2024-02-15 (1)" in failure_text(r)
     assert [(e.day, e.record.fingerprint()) for e in book.current("BLUE")] == snapshot
     r = world["mat"]("2024-02-14", sel, {"ops": {"daily_pnl_blue": {"config": {"rebase": True}}}})
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     assert [e.day for e in book.current("BLUE")][-1] == "2024-02-14"
     store = EmbeddedStore(world["home"] / "store" / "features.sqlite")
     assert store.get(state_map("BLUE"), STATE_LATEST).value["day"] == "2024-02-14"
@@ -273,7 +263,7 @@ def test_divergent_rerun_is_refused_then_rebased(world, monkeypatch):
     monkeypatch.undo()
     for d in ("2024-02-14", "2024-02-15"):
         r = world["mat"](d, sel)
-        assert r.success, _failure_text(r)
+        assert r.success, failure_text(r)
     assert [(e.day, e.record.fingerprint()) for e in book.current("BLUE")] == snapshot
     assert store.get(state_map("BLUE"), STATE_LATEST).value["day"] == "2024-02-15"
 
@@ -306,7 +296,7 @@ def test_store_unavailable_the_ledger_is_still_written_and_the_gap_reported(worl
     day = "2024-02-16"
     r = dg.materialize(world["assets"], selection=world["chain"], partition_key=day, resources=res,
                        instance=world["instance"], raise_on_error=False)
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     meta = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
             for m in r.get_asset_materialization_events()}
     for asset in ("eigen_scans", "vol_regime", "capital_ledger_blue"):

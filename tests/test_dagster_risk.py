@@ -14,21 +14,11 @@ import pandas as pd
 import pytest
 
 import dagster as dg
+from tests.dagster_helpers import failure_text
 
 D = "2024-03-05"  # the ACB / ExF day
 HIST = 12  # days of scans before D written for the ACB's regime window (>= regime_min_days = 10)
 MC_END = "2024-03-15"  # 60 days + the engine history fit in the dev set (from 2024-01-01)
-
-
-def _failure_text(result) -> str:
-    out = []
-    for e in result.all_events:
-        if e.is_step_failure:
-            err = e.event_specific_data.error
-            while err is not None:
-                out.append(err.message)
-                err = err.cause
-    return "\n".join(out)
 
 
 def _ms(day: str) -> int:
@@ -103,7 +93,7 @@ def exf_days(world):
     out = {}
     for day in (_day(D, -1), D, _day(D, -3)):
         r = world["mat"](day, dg.AssetSelection.assets("exf"))
-        assert r.success, _failure_text(r)
+        assert r.success, failure_text(r)
         out[day] = r
     return out
 
@@ -148,7 +138,7 @@ def test_exf_check_fails_with_an_empty_exf_folder(world, tmp_path):
     res = resources(exf_source=ExfSource(root=str(tmp_path / "exf")),
                     feature_store=FeatureStoreResource(kind="embedded", path=str(tmp_path / "s.sqlite")))
     r = world["mat"](_day(D, -2), dg.AssetSelection.assets("exf"), res=res)
-    assert r.success, _failure_text(r)  # the asset records the empty day; the check says it is bad
+    assert r.success, failure_text(r)  # the asset records the empty day; the check says it is bad
     (c,) = _checks(r).values()
     assert not c.passed and c.metadata["non_null"].value == 0 and c.severity == dg.AssetCheckSeverity.ERROR
     assert str(tmp_path / "exf") in _meta(r, "exf")["missing"].value
@@ -200,7 +190,7 @@ def test_live_exf_refuses_a_past_partition(world):
     from dolphin_assets.resources import ExfSource
 
     r = world["mat"](D, dg.AssetSelection.assets("exf"), res=resources(exf_source=ExfSource(kind="live")))
-    assert not r.success and "only serves today's partition" in _failure_text(r)
+    assert not r.success and "only serves today's partition" in failure_text(r)
 
 
 # ---------------------------------------------------------------- EsoF
@@ -211,7 +201,7 @@ def test_esof_publishes_the_day_calendar(world):
     from dolphin.store import ESOF_LATEST, FEATURES
 
     r = world["mat"](D, dg.AssetSelection.assets("esof"))
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     rec = _store(world).get(FEATURES, ESOF_LATEST)
     want = esof_record(_ms(D))
     assert rec.timestamp == want.pop("timestamp") and rec.value == want
@@ -244,13 +234,13 @@ def acb_run(world, acb_scans, exf_days):
     scan_dir = world["home"] / "scans"
     write_day_parquet(_day_slice(acb_scans, _day(D, -HIST), D), scan_dir)  # the past only
     first = world["mat"](D, dg.AssetSelection.assets("acb_state"))
-    assert first.success, _failure_text(first)
+    assert first.success, failure_text(first)
     from dolphin.acb import read_acb
 
     stored = read_acb(_store(world))
     write_day_parquet(_day_slice(acb_scans, D, _day(D, 2)), scan_dir)  # D and D+1 appear (the future of D 00:00)
     again = world["mat"](D, dg.AssetSelection.assets("acb_state"))
-    assert again.success, _failure_text(again)
+    assert again.success, failure_text(again)
     return {"first": first, "again": again, "stored": stored}
 
 
@@ -297,7 +287,7 @@ def test_scan_sensor_run_updates_acb_state_by_compare_and_set(world, acb_run, ac
     assert req.run_config["ops"]["scan_latest"]["config"]["path"] == str(paths[-1])
     r = dg.materialize(world["assets"], selection=dg.AssetSelection.assets("scan_latest"), resources=world["res"],
                        instance=world["instance"], run_config=req.run_config, raise_on_error=False)
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     # the run publishes only the newest file, but the ACB steps through all four scans, in order
     want = acb_run["stored"]
     k = day_scans.window_index(750)
@@ -366,7 +356,7 @@ def test_mc_envelope_publishes_a_valid_status(world):
                        instance=world["instance"], raise_on_error=False,
                        run_config={"ops": {"mc_envelope": {"config": {"end_day": MC_END}}}})
     took = time.perf_counter() - t0
-    assert r.success, _failure_text(r)
+    assert r.success, failure_text(r)
     rec = _store(world).get(FEATURES, MC_FOREWARNER_LATEST)
     env = MCEnvelope.from_record(rec)
     assert env.status in MC_NAMES and env.n_days == 60 and env.n_variants == 8 and env.n_paths == 2000

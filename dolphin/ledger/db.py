@@ -9,6 +9,16 @@ import sqlite3
 from contextlib import contextmanager
 
 
+def init(path, schema: str) -> None:
+    """Create the file (and its folder) in WAL mode with ``schema`` (idempotent DDL)."""
+    from pathlib import Path
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with connect(path) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.executescript(schema)
+
+
 @contextmanager
 def connect(path):
     con = sqlite3.connect(path, timeout=30.0, isolation_level=None)

@@ -163,10 +163,7 @@ def positions_from(events) -> dict:
 class FillJournal:
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+        db.init(self.path, _SCHEMA)
 
     def _connect(self):
         return db.connect(self.path)

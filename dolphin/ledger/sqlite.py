@@ -130,10 +130,7 @@ class LedgerEntry:
 class CapitalLedger:
     def __init__(self, path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
+        db.init(self.path, _SCHEMA)
 
     @classmethod
     def existing(cls, path) -> "CapitalLedger":
