@@ -164,15 +164,15 @@ def _node_ledger_and_risk(args, settings, symbols):
     mine = [s for s in journal.sessions(strategy) if s["mode"] == args.mode and s["session"].startswith(
         f"{args.mode}:{venue}:")]
     current = journal.restore(strategy, session)
+    prev = current if current.status != "new" else journal.restore(strategy, mine[-1]["session"]) if mine else None
     if current.status != "new":
         opening = current.opening_capital
     elif args.capital is not None:
         opening = float(args.capital)
-    elif mine:
-        opening = journal.restore(strategy, mine[-1]["session"]).capital
+    elif prev is not None:
+        opening = prev.capital
     else:
         opening = float(settings.engine.initial_capital)
-    prev = current if current.status != "new" else (journal.restore(strategy, mine[-1]["session"]) if mine else None)
     if prev is not None and prev.positions:
         print(f"dolphin runtime {args.mode}: the ledger shows open positions ({prev.describe()}); reconcile them "
               f"with the venue (close or confirm) before starting a new session", file=sys.stderr)
@@ -191,5 +191,5 @@ def _node_ledger_and_risk(args, settings, symbols):
             return 2
         risk_source = StoreRiskSource(store, symbols=symbols, clock="wall")
     sink = LedgerSink(journal, strategy, session, mode=args.mode, opening_capital=opening,
-                      store=risk_source.store if risk_source else None)
+                      store=risk_source.store if risk_source else None, resimulate=False)
     return sink, risk_source, sink.restored.capital

@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 
-from dolphin.ledger.journal import FillJournal, JournalConflictError, JournalEvent, Restored
+from dolphin.ledger.journal import FillJournal, JournalConflictError, JournalEvent, Restored, positions_from
 from dolphin.store import Record, StoreUnavailableError, iso_utc, state_map
 
 log = logging.getLogger("dolphin.runtime.ledger")
@@ -31,12 +31,15 @@ def session_id(mode: str, data: str, start: str, end: str, cfg) -> str:
 
 class LedgerSink:
     def __init__(self, journal: FillJournal, strategy: str, session: str, *, mode: str, opening_capital: float,
-                 store=None, progress=None):
+                 store=None, progress=None, resimulate: bool = True):
         self.journal, self.strategy, self.session, self.mode = journal, strategy, session, mode
         self.store = store
         self.progress = progress  # optional text stream: one line per journal write (crash tests follow it)
         self.restored: Restored = journal.open_session(strategy, session, mode=mode, opening_capital=opening_capital)
-        self._expected = list(self.restored.events)
+        # re-simulating: acknowledged events must come again, in order; continuing: they are history
+        self._resimulate = resimulate
+        self._expected = list(self.restored.events) if resimulate else []
+        self._events = [] if resimulate else list(self.restored.events)  # the session's state so far
         self.confirmed = 0
         self.appended = 0
         self.store_gaps: list = []  # (event_id, error text)
@@ -61,20 +64,21 @@ class LedgerSink:
             self.confirmed += 1
         else:
             self.appended += 1
+        if status == "new" or self._resimulate:  # continuing, a duplicate is already in the state
+            self._events.append(ev)
         if self.progress is not None:
             print(f"journal {status} {event_id} capital {capital_after!r}", file=self.progress, flush=True)
-        self._publish(ev.event_id, ev.ts_ns // 1_000_000, capital_after)
+        self._publish(ev.event_id, ev.ts_ns // 1_000_000, capital_after, "open")
 
     def close(self, capital: float) -> Restored:
-        if self.confirmed < len(self._expected):
-            missing = self._expected[self.confirmed + self.appended:] if self.appended == 0 else []
+        if self.confirmed < len(self._expected):  # appends only follow a complete re-confirmation (record)
             raise JournalConflictError(
                 f"{self.strategy} session {self.session}: the journal acknowledged {len(self._expected)} events "
-                f"before the restart, the re-run reproduced {self.confirmed}"
-                + (f" (first missing: {missing[0].event_id})" if missing else ""))
+                f"before the restart, the re-run reproduced {self.confirmed} (first missing: "
+                f"{self._expected[self.confirmed].event_id})")
         self.closed = self.journal.close_session(self.strategy, self.session, closing_capital=capital)
         last = self.closed.events[-1].ts_ns // 1_000_000 if self.closed.events else None
-        self._publish("close", last, capital)
+        self._publish("close", last, capital, "closed")
         return self.closed
 
     def report(self) -> list:
@@ -91,12 +95,12 @@ class LedgerSink:
                          f"the journal holds everything: run `repopulate` when the store is back")
         return lines
 
-    def _publish(self, event_id: str, ts_ms, capital: float) -> None:
+    def _publish(self, event_id: str, ts_ms, capital: float, status: str) -> None:
         if self.store is None:
             return
         try:
             self.store.put(state_map(self.strategy), f"runtime_{self.mode}",
-                           state_record(self.journal.restore(self.strategy, self.session), self.mode, capital, ts_ms))
+                           state_record(self.strategy, self.session, self.mode, capital, self._events, status, ts_ms))
         except StoreUnavailableError as e:
             if not self.store_gaps:
                 log.warning("feature store unavailable at %s (%s): the ledger is still written; continuing",
@@ -104,15 +108,17 @@ class LedgerSink:
             self.store_gaps.append((event_id, str(e)))
 
 
-def state_record(r: Restored, mode: str, capital: float, ts_ms) -> Record:
-    pos = {p.symbol: {"qty": p.qty, "avg_price": p.avg_price} for p in r.positions.values()}
-    return Record({"strategy": r.strategy, "session": r.session, "mode": mode, "capital": capital, "positions": pos,
-                   "events": len(r.events), "status": r.status}, iso_utc(ts_ms) if ts_ms is not None else iso_utc())
+def state_record(strategy: str, session: str, mode: str, capital: float, events, status: str, ts_ms) -> Record:
+    """The hot copy of a session's state: capital and the positions its events leave."""
+    pos = {p.symbol: {"qty": p.qty, "avg_price": p.avg_price} for p in positions_from(events).values()}
+    return Record({"strategy": strategy, "session": session, "mode": mode, "capital": capital, "positions": pos,
+                   "events": len(events), "status": status}, iso_utc(ts_ms) if ts_ms is not None else iso_utc())
 
 
 def repopulate(journal: FillJournal, store, strategy: str, session: str, mode: str) -> Record:
     """Write the journal's state of a session to the store (after a store outage or on start-up)."""
     r = journal.restore(strategy, session)
-    rec = state_record(r, mode, r.capital, r.events[-1].ts_ns // 1_000_000 if r.events else None)
+    rec = state_record(strategy, session, mode, r.capital, r.events, r.status,
+                       r.events[-1].ts_ns // 1_000_000 if r.events else None)
     store.put(state_map(strategy), f"runtime_{mode}", rec)
     return rec

@@ -132,3 +132,19 @@ def test_store_down_the_journal_is_still_written_and_the_gap_reported(tmp_path):
     rec = repopulate(j, back, S, SESSION, "paper")
     assert back.get(state_map(S), "runtime_paper").value == rec.value
     assert rec.value["capital"] == 25_010.0 and rec.value["positions"] == {} and rec.value["status"] == "closed"
+
+
+def test_a_continuing_sink_appends_after_the_acknowledged_events(tmp_path):
+    """Sandbox / live: the venue keeps its state; a restart continues from the restored capital and new
+    fills append (nothing is expected to be re-produced); a re-delivered fill is still recognised."""
+    store = EmbeddedStore(tmp_path / "store" / "features.sqlite")
+    j = FillJournal(tmp_path / "l.sqlite")
+    _record(LedgerSink(j, S, SESSION, mode="live", opening_capital=25_000.0, resimulate=False), ev(1, capital=24_999.5))
+    again = LedgerSink(j, S, SESSION, mode="live", opening_capital=25_000.0, resimulate=False, store=store)
+    assert again.restart and again.restored.capital == 24_999.5
+    _record(again, ev(1, capital=24_999.5))  # the exchange re-delivers the acknowledged fill
+    _record(again, ev(2, role="tp", side="BUY", capital=25_010.0))
+    assert (again.confirmed, again.appended) == (1, 1)
+    assert [e.event_id for e in j.events(S)] == ["O-1:T-1", "O-2:T-2"]
+    hot = store.get(state_map(S), "runtime_live").value
+    assert hot["capital"] == 25_010.0 and hot["positions"] == {} and hot["events"] == 2 and hot["status"] == "open"
