@@ -83,7 +83,7 @@ import pandas as pd
 from numba import njit
 
 from dolphin.store.port import ACB_STATE, FEATURES, FeatureStore, Record, iso_utc, publish_if_newer
-from dolphin.timeutil import DAY_MS
+from dolphin.timeutil import DAY_MS, day_str
 
 log = logging.getLogger(__name__)
 
@@ -303,10 +303,6 @@ def _day_ms(day) -> int:
     raise TypeError(f"day must be 'YYYY-MM-DD', a date/datetime or epoch ms, got {day!r}")
 
 
-def _day_str(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
-
-
 def _num(x, what: str) -> float | None:
     """None / NaN -> None (missing); other non-finite or non-numeric -> ValueError naming ``what``."""
     if x is None:
@@ -413,7 +409,7 @@ def acb_daily(exf: Mapping, w750_velocity_past: np.ndarray, day, cfg: AcbConfig 
     daily w750 values (``daily_w750``) of the days BEFORE ``day``, oldest first, last = the day before
     (NaN = no value that day); the last ``regime_window_days + 1`` are used."""
     d0 = _day_ms(day)
-    label = _day_str(d0)
+    label = day_str(d0)
     e, c_e, signals, missing, notes = _exf_term(exf, label, cfg)
     x, thr, spread, n, note = _regime_stats(w750_velocity_past, cfg)
     if note:
@@ -491,7 +487,7 @@ def _exf_arrays(frame: pd.DataFrame | None, day0: int, n_days: int, cfg: AcbConf
             vals[pos[keep]] = col[keep]
         if np.isinf(vals).any():
             i = int(np.flatnonzero(np.isinf(vals))[0])
-            raise ValueError(f"ExF {s.name} on {_day_str(day0 + (i - R) * DAY_MS)}: infinite value")
+            raise ValueError(f"ExF {s.name} on {day_str(day0 + (i - R) * DAY_MS)}: infinite value")
         refs = np.full(n_days, np.nan)
         if s.needs_ref:
             win = np.lib.stride_tricks.sliding_window_view(vals, R)[:n_days]  # row i = days i-R .. i-1

@@ -7,12 +7,25 @@ only has to implement ``read``. Until then ``DefaultRiskSource`` gives the engin
 values, the same ones ``dolphin.engine.inputs.RiskInputs.defaults`` gives the backtest.
 """
 
+import logging
+import queue
+import threading
+import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from dolphin.engine.config import APEX, GREEN, MC_NAMES, POSTURE_NAMES
+from dolphin.acb import read_acb
+from dolphin.engine.config import APEX, GREEN, MC_NAMES, ORANGE, POSTURE_NAMES, RED
+from dolphin.mc.forewarner import MCEnvelope
+from dolphin.store import (EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SYSTEM_HEALTH, Record, StoreUnavailableError,
+                           asset_ob_key, iso_utc)
+from dolphin.survival.dvol import DvolSpikeDetector
+from dolphin.survival.stack import PostureController, SurvivalConfig, SurvivalInputs, compute_rm, publish_safety
+
+log = logging.getLogger("dolphin.runtime.risk")
 
 
 @dataclass(frozen=True)
@@ -82,12 +95,6 @@ class StoreRiskSource:
 
     def __init__(self, store, *, symbols=(), cfg=None, clock: str = "wall", peak: float | None = None,
                  publish: bool = True):
-        import queue
-        import threading
-
-        from dolphin.survival.dvol import DvolSpikeDetector
-        from dolphin.survival.stack import PostureController, SurvivalConfig
-
         if clock not in ("wall", "bar"):
             raise ValueError(f"clock must be 'wall' or 'bar', got {clock!r}")
         self.store, self.symbols, self.clock, self.publish = store, tuple(symbols), clock, publish
@@ -119,8 +126,6 @@ class StoreRiskSource:
         return min(1.0, max(0.0, 1.0 - cap / self.peak)) if self.peak > 0 else 1.0
 
     def _book(self, now_ms: int):
-        from dolphin.store import FEATURES, asset_ob_key
-
         depth, fill, age = [], [], []
         for s in self.symbols:
             rec = self.store.get(FEATURES, asset_ob_key(s))
@@ -134,16 +139,7 @@ class StoreRiskSource:
         return min(depth), min(fill), max(age)
 
     def read(self, ts_ns: int) -> RiskSnapshot:
-        import time as _time
-        from datetime import datetime, timezone
-
-        from dolphin.acb import read_acb
-        from dolphin.engine.config import ORANGE, RED
-        from dolphin.mc.forewarner import MCEnvelope
-        from dolphin.store import EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, StoreUnavailableError
-        from dolphin.survival.stack import SurvivalInputs, compute_rm
-
-        now_ms = int(ts_ns) // 1_000_000 if self.clock == "bar" else int(_time.time() * 1000)
+        now_ms = int(ts_ns) // 1_000_000 if self.clock == "bar" else int(time.time() * 1000)
         ts = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
         dd = self._drawdown()
         boost, mc_code, mc_age = 1.0, None, None
@@ -179,8 +175,6 @@ class StoreRiskSource:
                             "feature store" if reachable else "feature store UNREACHABLE")
 
     def _enqueue(self, item) -> None:
-        import queue
-
         while True:
             try:
                 self._pending.put_nowait(item)
@@ -194,13 +188,6 @@ class StoreRiskSource:
                     pass
 
     def _publish_loop(self) -> None:
-        import logging
-        import queue
-
-        from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, iso_utc
-        from dolphin.survival.stack import publish_safety
-
-        log = logging.getLogger("dolphin.runtime.risk")
         while True:
             try:
                 decision, now_ms = self._pending.get(timeout=0.5)

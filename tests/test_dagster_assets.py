@@ -6,7 +6,6 @@ One module-scoped run builds the world (tmp DOLPHIN_HOME / DAGSTER_HOME, in-proc
 """
 
 import json
-import os
 import time
 
 import numpy as np
@@ -14,7 +13,7 @@ import pandas as pd
 import pytest
 
 import dagster as dg
-from tests.dagster_helpers import failure_text
+from tests.dagster_helpers import dagster_env, failure_text
 
 HISTORY = [f"2024-01-{d:02d}" for d in range(24, 32)]  # the 8 days of scans the first chain day reads
 DAYS = [f"2024-02-{d:02d}" for d in range(1, 16)]
@@ -26,50 +25,40 @@ TRADE_COLS = ["entry_time", "exit_time", "asset", "side", "notional", "leverage"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("dolphin_home")
-    saved = {k: os.environ.get(k) for k in ("DOLPHIN_HOME", "DAGSTER_HOME", "DOLPHIN_WAREHOUSE")}
-    os.environ["DOLPHIN_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    os.environ.pop("DOLPHIN_WAREHOUSE", None)
-    (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dagster_env(home):
+        from dolphin_assets.checks import daily_pnl_blue_floors, eigen_scans_checks
+        from dolphin_assets.definitions import ASSETS, resources
+        from dolphin_assets.resources import Ledger
+        from dolphin_assets.schedules import BLUE_CHAIN
 
-    from dolphin_assets.checks import daily_pnl_blue_floors, eigen_scans_checks
-    from dolphin_assets.definitions import ASSETS, resources
-    from dolphin_assets.resources import Ledger
-    from dolphin_assets.schedules import BLUE_CHAIN
+        instance = dg.DagsterInstance.get()
+        res = resources(ledger=Ledger(start_day=START))
+        defs_assets = [*ASSETS, eigen_scans_checks, daily_pnl_blue_floors]
+        w = {"home": home, "instance": instance, "res": res, "assets": defs_assets, "chain": BLUE_CHAIN,
+             "checks": {}, "meta": {}, "timings": {}}
 
-    instance = dg.DagsterInstance.get()
-    res = resources(ledger=Ledger(start_day=START))
-    defs_assets = [*ASSETS, eigen_scans_checks, daily_pnl_blue_floors]
-    w = {"home": home, "instance": instance, "res": res, "assets": defs_assets, "chain": BLUE_CHAIN, "checks": {},
-         "meta": {}, "timings": {}}
+        def mat(day, selection, run_config=None):
+            return dg.materialize(defs_assets, selection=selection, partition_key=day, resources=res,
+                                  instance=instance, run_config=run_config or {}, raise_on_error=False)
 
-    def mat(day, selection, run_config=None):
-        return dg.materialize(defs_assets, selection=selection, partition_key=day, resources=res, instance=instance,
-                              run_config=run_config or {}, raise_on_error=False)
-
-    w["mat"] = mat
-    t0 = time.perf_counter()
-    for d in HISTORY:
-        r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"))
-        assert r.success, failure_text(r)
-    w["timings"]["history_8_days_s"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    for d in DAYS:
-        r = mat(d, BLUE_CHAIN)
-        assert r.success, failure_text(r)
-        w["checks"][d] = {(e.asset_key.to_user_string(), e.check_name): e for e in r.get_asset_check_evaluations()}
-        mats = {m.asset_key.to_user_string(): m for m in r.get_asset_materialization_events()}
-        w["meta"][d] = {k: v.event_specific_data.materialization.metadata for k, v in mats.items()}
-    w["timings"]["chain_15_days_s"] = time.perf_counter() - t1
-    w["timings"]["per_chain_day_s"] = w["timings"]["chain_15_days_s"] / len(DAYS)
-    yield w
-    instance.dispose()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        w["mat"] = mat
+        t0 = time.perf_counter()
+        for d in HISTORY:
+            r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"))
+            assert r.success, failure_text(r)
+        w["timings"]["history_8_days_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        for d in DAYS:
+            r = mat(d, BLUE_CHAIN)
+            assert r.success, failure_text(r)
+            w["checks"][d] = {(e.asset_key.to_user_string(), e.check_name): e
+                              for e in r.get_asset_check_evaluations()}
+            mats = {m.asset_key.to_user_string(): m for m in r.get_asset_materialization_events()}
+            w["meta"][d] = {k: v.event_specific_data.materialization.metadata for k, v in mats.items()}
+        w["timings"]["chain_15_days_s"] = time.perf_counter() - t1
+        w["timings"]["per_chain_day_s"] = w["timings"]["chain_15_days_s"] / len(DAYS)
+        yield w
+        instance.dispose()
 
 
 @pytest.fixture(scope="module")

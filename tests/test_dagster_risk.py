@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import dagster as dg
-from tests.dagster_helpers import failure_text
+from tests.dagster_helpers import dagster_env, failure_text
 
 D = "2024-03-05"  # the ACB / ExF day
 HIST = 12  # days of scans before D written for the ACB's regime window (>= regime_min_days = 10)
@@ -34,33 +34,20 @@ def _day(day: str, k: int) -> str:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("dolphin_home")
-    saved = {k: os.environ.get(k) for k in ("DOLPHIN_HOME", "DAGSTER_HOME", "DOLPHIN_WAREHOUSE",
-                                            "DOLPHIN_FEATURE_STORE")}
-    os.environ["DOLPHIN_HOME"] = str(home)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    for k in ("DOLPHIN_WAREHOUSE", "DOLPHIN_FEATURE_STORE"):
-        os.environ.pop(k, None)
-    (home / "dagster").mkdir()
-    (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dagster_env(home, unset=("DOLPHIN_WAREHOUSE", "DOLPHIN_FEATURE_STORE")):
+        from dolphin_assets.definitions import ASSET_CHECKS, ASSETS, resources
 
-    from dolphin_assets.definitions import ASSET_CHECKS, ASSETS, resources
+        instance = dg.DagsterInstance.get()
+        w = {"home": home, "instance": instance, "res": resources(), "assets": [*ASSETS, *ASSET_CHECKS],
+             "store_path": home / "store" / "features.sqlite"}
 
-    instance = dg.DagsterInstance.get()
-    w = {"home": home, "instance": instance, "res": resources(), "assets": [*ASSETS, *ASSET_CHECKS],
-         "store_path": home / "store" / "features.sqlite"}
+        def mat(day, selection, res=None, run_config=None):
+            return dg.materialize(w["assets"], selection=selection, partition_key=day, resources=res or w["res"],
+                                  instance=instance, run_config=run_config or {}, raise_on_error=False)
 
-    def mat(day, selection, res=None, run_config=None):
-        return dg.materialize(w["assets"], selection=selection, partition_key=day, resources=res or w["res"],
-                              instance=instance, run_config=run_config or {}, raise_on_error=False)
-
-    w["mat"] = mat
-    yield w
-    instance.dispose()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+        w["mat"] = mat
+        yield w
+        instance.dispose()
 
 
 def _store(world):
