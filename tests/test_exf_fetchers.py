@@ -156,7 +156,9 @@ def hist():
 def _cfg(server, **kw) -> tuple[FetchConfig, list]:
     sleeps: list[float] = []
     base = dict(alternative_me_url=server.url, deribit_url=server.url, binance_fapi_url=server.url,
-                fred_url=server.url, connect_timeout=1.0, read_timeout=0.25, retries=2, backoff_base=0.01,
+                # healthy answers get a generous read timeout: under CI load a 0.25 s one could expire and
+                # retry a family that is not under test; the timeout test sets its own short one
+                fred_url=server.url, connect_timeout=1.0, read_timeout=2.0, retries=2, backoff_base=0.01,
                 sleep=sleeps.append, now=lambda: NOW)
     base.update(kw)
     cfg = FetchConfig(**base)
@@ -234,7 +236,7 @@ def test_http_500_forever_gives_none_and_warning_others_fine(server, hist, famil
 @pytest.mark.parametrize("family", list(FAMILY_KEY))
 def test_timeout_is_bounded_and_isolated(server, hist, family):
     server.plan[FAMILY_KEY[family]] = ["sleep"]
-    cfg, _ = _cfg(server, retries=1)
+    cfg, _ = _cfg(server, retries=1, read_timeout=0.25)
     t0 = time.monotonic()
     with pytest.warns(ExfFetchWarning, match=rf"{family} .*timeout"):
         snap = fetch_all(cfg)
