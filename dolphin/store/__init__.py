@@ -7,12 +7,13 @@ adapter by configuration (``open_store_from_env``: DOLPHIN_FEATURE_STORE / DOLPH
 
 from dolphin.store.port import (ACB_STATE, ADDED, ESOF_LATEST, EXF_LATEST, FEATURES, FEATURE_KEYS,
                                 MC_FOREWARNER_LATEST, REMOVED, SAFETY, SCAN_LATEST, SCAN_TOPIC, STATE_LATEST,
-                                SYSTEM_HEALTH, UPDATED, VOL_REGIME, EntryEvent, FeatureStore, Record, StoreKeyError,
+                                SYSTEM_HEALTH, UPDATED, VOL_REGIME, EntryEvent, FeatureStore, MalformedRecordError, Record,
+                                StoreKeyError,
                                 StoreUnavailableError, asset_ob_key, check_key, check_topic, iso_utc, pnl_map,
                                 publish_if_newer, state_map)
 from dolphin.store.factory import open_store, open_store_from_env, store_config_from_env
 
-__all__ = ["FeatureStore", "Record", "StoreKeyError", "StoreUnavailableError", "EntryEvent", "ADDED", "UPDATED",
+__all__ = ["FeatureStore", "MalformedRecordError", "Record", "StoreKeyError", "StoreUnavailableError", "EntryEvent", "ADDED", "UPDATED",
            "REMOVED", "SCAN_TOPIC", "check_topic", "publish_if_newer", "check_key", "iso_utc", "FEATURES",
            "FEATURE_KEYS", "SCAN_LATEST", "EXF_LATEST", "ESOF_LATEST", "ACB_STATE", "VOL_REGIME",
            "MC_FOREWARNER_LATEST", "SAFETY", "SYSTEM_HEALTH", "STATE_LATEST", "asset_ob_key", "state_map", "pnl_map",

@@ -164,7 +164,7 @@ class EmbeddedStore(FeatureStore):
         check_key(map_name, key)
         with self._connect() as con:
             row = con.execute("SELECT value FROM entries WHERE map = ? AND key = ?", (map_name, key)).fetchone()
-        return Record.from_json(row[0]) if row else None
+        return self.parse_stored(map_name, key, row[0] if row else None)
 
     def put(self, map_name, key, record: Record) -> None:
         check_key(map_name, key)
@@ -175,6 +175,12 @@ class EmbeddedStore(FeatureStore):
             self._wrote(con)
 
     def replace_if_same(self, map_name, key, expected: Record | None, new: Record) -> bool:
+        return self._replace(map_name, key, None if expected is None else expected.to_json(), new)
+
+    def replace_text_if_same(self, map_name, key, expected_text: str, new: Record) -> bool:
+        return self._replace(map_name, key, expected_text, new)
+
+    def _replace(self, map_name, key, expected_text: str | None, new: Record) -> bool:
         check_key(map_name, key)
         with self._connect(write=True) as con:
             # BEGIN IMMEDIATE takes the write lock before reading: compare and set are one step for
@@ -182,13 +188,13 @@ class EmbeddedStore(FeatureStore):
             con.execute("BEGIN IMMEDIATE")
             try:
                 row = con.execute("SELECT value FROM entries WHERE map = ? AND key = ?", (map_name, key)).fetchone()
-                if expected is None:
+                if expected_text is None:
                     ok = row is None
                     if ok:
                         con.execute("INSERT INTO entries (map, key, value) VALUES (?, ?, ?)",
                                     (map_name, key, new.to_json()))
                 else:
-                    ok = row is not None and row[0] == expected.to_json()
+                    ok = row is not None and row[0] == expected_text
                     if ok:
                         con.execute("UPDATE entries SET value = ? WHERE map = ? AND key = ?",
                                     (new.to_json(), map_name, key))
@@ -232,7 +238,7 @@ class EmbeddedStore(FeatureStore):
 
         def deliver(row):
             _, m, key, kind, value = row
-            callback(EntryEvent(m, key, _KINDS[kind], Record.from_json(value) if value is not None else None))
+            callback(EntryEvent(m, key, _KINDS[kind], self.parse_event(m, key, value)))
 
         return self._start("changes", "map", map_name, deliver, "store-listen")
 

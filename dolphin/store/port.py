@@ -11,6 +11,7 @@ survival stack's Cat1 sees it) and writes raise it too -- a write is never silen
 """
 
 import json
+import logging
 import re
 import time
 from abc import ABC, abstractmethod
@@ -18,6 +19,8 @@ import random
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
+
+log = logging.getLogger("dolphin.store")
 
 # ---- map names and keys, exactly as DESIGN.md names them
 FEATURES = "DOLPHIN_FEATURES"
@@ -41,6 +44,11 @@ _TOPIC = re.compile(r"^DOLPHIN_[A-Z0-9_]+$")
 
 class StoreKeyError(ValueError):
     pass
+
+
+class MalformedRecordError(ValueError):
+    """A stored value is not a valid record (not JSON, not an object, no/invalid ``timestamp``). Raised by
+    ``Record.from_json``; on the read path the port turns it into "missing" (``FeatureStore.parse_stored``)."""
 
 
 class StoreUnavailableError(ConnectionError):
@@ -122,11 +130,15 @@ class Record:
 
     @classmethod
     def from_json(cls, text: str) -> "Record":
-        d = json.loads(text)
-        if not isinstance(d, dict) or "timestamp" not in d:
-            raise ValueError(f"feature-store value is not a JSON object with 'timestamp': {text[:120]!r}")
-        ts = d.pop("timestamp")
-        return cls(d, ts)
+        try:
+            d = json.loads(text)
+            if not isinstance(d, dict) or not isinstance(d.get("timestamp"), str):
+                raise ValueError("not a JSON object with a string 'timestamp'")
+            ts = d.pop("timestamp")
+            return cls(d, ts)
+        except (ValueError, TypeError) as e:
+            raise MalformedRecordError(f"feature-store value is not a valid record ({e}): {str(text)[:120]!r}") \
+                from None
 
 
 ADDED, UPDATED, REMOVED = "added", "updated", "removed"
@@ -145,7 +157,64 @@ class EntryEvent:
 
 class FeatureStore(ABC):
     """The port. Implementations: ``dolphin.store.embedded.EmbeddedStore`` (SQLite, cross-process) and
-    ``dolphin.store.hazelcast.HazelcastStore``."""
+    ``dolphin.store.hazelcast.HazelcastStore``.
+
+    Malformed values (another writer's bug, a hand edit): every adapter parses stored text with
+    ``parse_stored``, which reports the map/key once per distinct bad value (log warning + ``malformed()``)
+    and treats it as missing. ``update`` / ``publish_if_newer`` replace a malformed value by compare-and-set
+    on its raw text (``replace_text_if_same``), so a bad record never blocks its writers either."""
+
+    def parse_stored(self, map_name: str, key: str, text: "str | None") -> "Record | None":
+        """Stored text -> ``Record``; ``None`` for absent AND for malformed (reported by map/key)."""
+        k = (map_name, key)
+        bad = self.__dict__.setdefault("_malformed", {})
+        if text is None:
+            bad.pop(k, None)
+            return None
+        try:
+            rec = Record.from_json(text)
+        except MalformedRecordError as e:
+            if bad.get(k, (None,))[0] != text:
+                log.warning("feature store: malformed record at %s/%s treated as missing: %s", map_name, key, e)
+            bad[k] = (text, str(e), time.time())
+            return None
+        bad.pop(k, None)
+        return rec
+
+    @staticmethod
+    def parse_event(map_name: str, key: str, text: "str | None") -> "Record | None":
+        """An entry event's value: ``None`` when absent or malformed (reported), never an exception on the
+        listener thread."""
+        if text is None:
+            return None
+        try:
+            return Record.from_json(text)
+        except MalformedRecordError as e:
+            log.warning("feature store: malformed record in a change event for %s/%s: %s", map_name, key, e)
+            return None
+
+    def malformed(self) -> dict:
+        """``{(map, key): (error text, unix time last seen)}`` for values last read as malformed."""
+        return {k: (v[1], v[2]) for k, v in self.__dict__.get("_malformed", {}).items()}
+
+    def _malformed_text(self, map_name: str, key: str) -> "str | None":
+        v = self.__dict__.get("_malformed", {}).get((map_name, key))
+        return v[0] if v else None
+
+    def replace_text_if_same(self, map_name: str, key: str, expected_text: str, new: Record) -> bool:
+        """Compare-and-set against the raw stored text (used to replace a malformed value)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compare-and-set raw text")
+
+    def _cas(self, map_name: str, key: str, cur: "Record | None", new: Record) -> bool:
+        if cur is None:
+            bad = self._malformed_text(map_name, key)
+            if bad is not None:
+                ok = self.replace_text_if_same(map_name, key, bad, new)
+                if ok:
+                    self.__dict__.get("_malformed", {}).pop((map_name, key), None)
+                    log.warning("feature store: malformed record at %s/%s replaced", map_name, key)
+                return ok
+        return self.replace_if_same(map_name, key, cur, new)
 
     @abstractmethod
     def get(self, map_name: str, key: str) -> Record | None: ...
@@ -175,7 +244,7 @@ class FeatureStore(ABC):
             new = fn(cur)
             if new is None:
                 return cur
-            if self.replace_if_same(map_name, key, cur, new):
+            if self._cas(map_name, key, cur, new):
                 return new
             time.sleep(random.uniform(0, min(0.001 * 2 ** i, 0.05)))
         raise TimeoutError(f"{map_name}/{key}: compare-and-set lost {attempts} times in a row")
@@ -221,7 +290,7 @@ def publish_if_newer(store: FeatureStore, map_name: str, key: str, record: Recor
         cur = store.get(map_name, key)
         if cur is not None and not newer(record, cur):
             return False
-        if store.replace_if_same(map_name, key, cur, record):
+        if store._cas(map_name, key, cur, record):
             return True
         time.sleep(min(0.001 * 2 ** i, 0.05))
     raise TimeoutError(f"{map_name}/{key}: compare-and-set lost {attempts} times in a row")
