@@ -270,6 +270,19 @@ class FeatureStore(ABC):
     def unsubscribe(self, handle) -> None:
         raise NotImplementedError(f"{type(self).__name__} has no topics")
 
+    def add_reconnect_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after the adapter has re-established its connection (a new client after an outage,
+        listeners and subscriptions re-registered): changes made meanwhile produced no events, so caches
+        built on events must drop what they hold. Adapters that never reconnect (embedded) never call it."""
+        self.__dict__.setdefault("_reconnect_listeners", []).append(fn)
+
+    def _fire_reconnected(self) -> None:
+        for fn in list(self.__dict__.get("_reconnect_listeners", [])):
+            try:
+                fn()
+            except Exception:
+                log.exception("feature store reconnect listener failed")
+
     def close(self) -> None:
         """Stop listeners / subscriptions and release connections. Idempotent."""
 
