@@ -102,7 +102,8 @@ def cmd_paper(args) -> int:
 
 def cmd_node(args) -> int:
     from dolphin.engine.config import load_config
-    from runtime.nodes import DEFAULT_SYMBOLS, CredentialsError, NodeConfigError, NodeSettings, build_node
+    from runtime.nodes import (DEFAULT_SYMBOLS, CredentialsError, NodeConfigError, NodeSettings, adapter_endpoints,
+                               build_node)
 
     cfg = load_config(args.config)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
@@ -133,6 +134,9 @@ def cmd_node(args) -> int:
     print(f"{cfg.name} {args.mode} node built: Binance USDT-M {where} market data, {what}; "
           f"{len(symbols)} instruments: {', '.join(symbols)}; "
           f"warm-up: {'from ' + args.history if history is not None else 'none (entries wait for a warm regime)'}")
+    ep = adapter_endpoints(settings.testnet)
+    print(f"endpoints (the Nautilus adapter's defaults): REST {ep['http']}; WebSocket klines {ep['ws_market']}, "
+          f"depth {ep['ws_public']}" + (f", user data {ep['ws_private']}" if args.mode == "live" else ""))
     print(f"ledger: {sink.restored.describe() if sink.restart else 'new session ' + sink.session}; capital "
           f"{capital:,.2f}; risk: {'survival stack from the feature store' if risk_source else 'defaults'}")
     if args.dry_run:

@@ -5,15 +5,21 @@
   every start: capital comes from the DOLPHIN ledger, never from that account.
 - ``live``: Binance USDT-M data and execution; isolated margin and per-symbol leverage set on the
   exchange by the adapter.
-- ``testnet`` (both modes) picks Binance's futures testnet instead of production.
+- ``testnet`` (both modes) picks Binance's futures testnet instead of production
+  (``BinanceEnvironment.TESTNET``; production is ``BinanceEnvironment.LIVE``).
+
+Endpoints: no base URL is set here. The adapter's defaults apply, and since NautilusTrader 1.226 they
+are Binance's routed USD-M WebSocket URLs in production (``wss://fstream.binance.com/market`` for
+klines and trades, ``/public`` for depth and book ticker, ``/private`` for user data); the legacy
+unrouted URLs were retired on 2026-04-23 (``adapter_endpoints`` reports what the adapter resolves).
 
 Credentials come ONLY from the environment, under the names the Nautilus Binance adapter reads
 itself (``BINANCE_API_KEY`` / ``BINANCE_API_SECRET``; ``BINANCE_FUTURES_TESTNET_API_KEY`` /
 ``BINANCE_FUTURES_TESTNET_API_SECRET`` on testnet). They are checked for presence here and never put
 into any config object: Nautilus configs print every field in their repr and log them at start-up,
 so a key in a config would be a key in the logs. The adapter reads them when it creates its HTTP
-client. Binance's data client needs a key too (Nautilus signs every client), so the sandbox needs
-one as well (a read-only key is enough).
+client. The sandbox checks for a key as well (a read-only key is enough), although since
+NautilusTrader 1.231 the Binance data client itself reads public market data without one.
 
 Building a node here never connects: ``build_node`` constructs and builds it; ``node.run()`` (only
 from ``dolphin runtime sandbox|live --run``) is what connects.
@@ -86,7 +92,7 @@ def check_credentials(settings: NodeSettings, environ=None) -> tuple[str, str]:
 
 def build_node_config(settings: NodeSettings):
     """The ``TradingNodeConfig`` (no credentials in it; see the module doc)."""
-    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
+    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType, BinanceEnvironment
     from nautilus_trader.adapters.binance.config import BinanceDataClientConfig, BinanceExecClientConfig
     from nautilus_trader.adapters.binance.futures.enums import BinanceFuturesMarginType
     from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
@@ -95,11 +101,12 @@ def build_node_config(settings: NodeSettings):
 
     ids = frozenset(str(instrument_id(s)) for s in settings.symbols)
     provider = InstrumentProviderConfig(load_all=False, load_ids=ids)
-    data = BinanceDataClientConfig(account_type=BinanceAccountType.USDT_FUTURES, testnet=settings.testnet,
+    env = BinanceEnvironment.TESTNET if settings.testnet else BinanceEnvironment.LIVE
+    data = BinanceDataClientConfig(account_type=BinanceAccountType.USDT_FUTURES, environment=env,
                                    instrument_provider=provider)
     if settings.mode == "live":
         exec_cfg = BinanceExecClientConfig(
-            account_type=BinanceAccountType.USDT_FUTURES, testnet=settings.testnet, instrument_provider=provider,
+            account_type=BinanceAccountType.USDT_FUTURES, environment=env, instrument_provider=provider,
             futures_leverages={s: int(settings.leverage) for s in settings.symbols},
             futures_margin_types={s: BinanceFuturesMarginType.ISOLATED for s in settings.symbols},
             use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000)
@@ -118,6 +125,21 @@ def build_node_config(settings: NodeSettings):
         timeout_connection=30.0, timeout_reconciliation=15.0, timeout_portfolio=10.0, timeout_disconnection=10.0,
         timeout_post_stop=5.0,
     )
+
+
+def adapter_endpoints(testnet: bool) -> dict:
+    """The endpoints the Nautilus Binance adapter resolves for USDT-M futures when no base URL is
+    configured (as ``build_node_config`` leaves them): ``http``, ``ws_market`` (klines, trades),
+    ``ws_public`` (depth, book ticker), ``ws_private`` (user data; the execution client)."""
+    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType, BinanceEnvironment
+    from nautilus_trader.adapters.binance.common.urls import (get_http_base_url, get_ws_base_url,
+                                                              get_ws_private_base_url, get_ws_public_base_url)
+
+    env = BinanceEnvironment.TESTNET if testnet else BinanceEnvironment.LIVE
+    acct = BinanceAccountType.USDT_FUTURES
+    return {"http": get_http_base_url(acct, env, False), "ws_market": get_ws_base_url(acct, env, False),
+            "ws_public": get_ws_public_base_url(acct, env, False),
+            "ws_private": get_ws_private_base_url(acct, env, False)}
 
 
 def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None):

@@ -35,22 +35,25 @@ def keys(monkeypatch):
 @pytest.mark.parametrize("mode", ["sandbox", "live"])
 @pytest.mark.parametrize("testnet", [True, False])
 def test_node_config_builds_offline(mode, testnet, no_keys):
-    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
+    from nautilus_trader.adapters.binance.common.enums import BinanceAccountType, BinanceEnvironment
     from nautilus_trader.adapters.binance.config import BinanceDataClientConfig, BinanceExecClientConfig
     from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
     from nautilus_trader.config import TradingNodeConfig
 
+    env = BinanceEnvironment.TESTNET if testnet else BinanceEnvironment.LIVE
     cfg = build_node_config(NodeSettings(mode=mode, testnet=testnet, symbols=("BTCUSDT", "ETHUSDT")))
     assert isinstance(cfg, TradingNodeConfig)
     data = cfg.data_clients["BINANCE"]
     ex = cfg.exec_clients["BINANCE"]
     assert isinstance(data, BinanceDataClientConfig)
-    assert data.account_type == BinanceAccountType.USDT_FUTURES and data.testnet is testnet
+    assert data.account_type == BinanceAccountType.USDT_FUTURES and data.environment == env
+    assert data.base_url_http is None and data.base_url_ws is None  # the adapter's (routed) defaults
     assert data.instrument_provider.load_ids == frozenset({"BTCUSDT-PERP.BINANCE", "ETHUSDT-PERP.BINANCE"})
     assert data.api_key is None and data.api_secret is None  # credentials never enter a config
     if mode == "live":
         assert isinstance(ex, BinanceExecClientConfig)
-        assert ex.account_type == BinanceAccountType.USDT_FUTURES and ex.testnet is testnet
+        assert ex.account_type == BinanceAccountType.USDT_FUTURES and ex.environment == env
+        assert ex.base_url_http is None and ex.base_url_ws is None and ex.base_url_ws_stream is None
         assert ex.api_key is None and ex.api_secret is None
         assert ex.futures_leverages == {"BTCUSDT": 6, "ETHUSDT": 6}
         assert {v.value for v in ex.futures_margin_types.values()} == {"ISOLATED"}
@@ -58,6 +61,33 @@ def test_node_config_builds_offline(mode, testnet, no_keys):
     else:
         assert isinstance(ex, SandboxExecutionClientConfig)  # paper fills: no order can reach Binance
         assert ex.starting_balances == ["25000.00 USDT"] and ex.account_type == "MARGIN"
+
+
+def test_production_endpoints_are_binances_routed_usdm_urls():
+    """Binance retired the unrouted USD-M WebSocket URLs on 2026-04-23: klines only arrive on /market,
+    depth on /public, user data on /private. The node sets no URL; the adapter's defaults are routed."""
+    from runtime.nodes import adapter_endpoints
+
+    ep = adapter_endpoints(testnet=False)
+    assert ep == {"http": "https://fapi.binance.com", "ws_market": "wss://fstream.binance.com/market",
+                  "ws_public": "wss://fstream.binance.com/public", "ws_private": "wss://fstream.binance.com/private"}
+    assert adapter_endpoints(testnet=True)["ws_market"] != ep["ws_market"]
+
+
+def test_built_nodes_use_the_routed_urls(keys):
+    """What the built clients hold, not only what the helpers say: a production node's kline stream is on
+    /market, its book stream on /public, a live node's user data stream on /private."""
+    for mode in ("sandbox", "live"):
+        node = build_node(NodeSettings(mode=mode, testnet=False, symbols=("BTCUSDT", "ETHUSDT"), log_level="ERROR"))
+        try:
+            (data,) = node.kernel.data_engine._clients.values()
+            assert data._ws_client._base_url == "wss://fstream.binance.com/market"
+            assert data._ws_public_client._base_url == "wss://fstream.binance.com/public"
+            if mode == "live":
+                (ex,) = node.kernel.exec_engine._clients.values()
+                assert ex._ws_client._stream_base_url == "wss://fstream.binance.com/private"
+        finally:
+            node.dispose()
 
 
 @pytest.mark.parametrize("testnet", [True, False])
@@ -74,7 +104,7 @@ def test_missing_credentials_name_the_variable(testnet, no_keys, monkeypatch):
     monkeypatch.setenv(secret_var, "   ")  # blank is missing, not a credential
     with pytest.raises(CredentialsError):
         check_credentials(s)
-    # the sandbox needs them too: Nautilus's Binance data client signs its requests
+    # the sandbox needs them too (DOLPHIN's rule: Nautilus 1.231's data client would read public data without)
     with pytest.raises(CredentialsError):
         build_node(NodeSettings(mode="sandbox", testnet=testnet))
 
