@@ -65,7 +65,8 @@ class KernelFillModel(FillModel):
     """Fills as the dolphin kernel does (see module doc); depth is unlimited."""
 
     def __init__(self, slippage_bps: float):
-        super().__init__(prob_fill_on_limit=0.0, prob_fill_on_stop=1.0, prob_slippage=0.0, random_seed=0)
+        # (Nautilus 1.231 has no prob_fill_on_stop any more; the strategy sends no stop orders)
+        super().__init__(prob_fill_on_limit=0.0, prob_slippage=0.0, random_seed=0)
         self.slip = float(slippage_bps) * 1e-4
 
     def get_orderbook_for_fill_simulation(self, instrument, order, best_bid, best_ask):
