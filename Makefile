@@ -1,6 +1,10 @@
 # Everything a fresh clone needs: `make run` (main job) and `make test` (whole suite) do all set-up.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The interpreter the venv is made from: Python 3.12. Unset by default: `python3.12` on PATH if it runs
+# (pyenv's shim refuses unless PYENV_VERSION names a 3.12), else $(pyenv root)/versions/3.12.*/bin/python3.12
+# (newest first). `make PYTHON=/path/to/python3.12 ...` overrides.
+PYTHON ?=
+PY_MINOR := 3.12
 VENV := .venv
 PY := $(VENV)/bin/python
 DOLPHIN := $(VENV)/bin/dolphin
@@ -9,12 +13,36 @@ export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
 # One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench browser compose clean dagster
+.PHONY: install run test bench browser compose clean dagster python
 DAGSTER_PORT ?= 3000
 
+# `python3.X -c ...` exits 0 only for an interpreter that runs and is 3.X
+is_py = "$(1)" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(PY_MINOR)".split("."))))' >/dev/null 2>&1
+define find_python
+py="$(PYTHON)"; \
+if [ -n "$$py" ]; then \
+  $(call is_py,$$py) || { echo "PYTHON=$$py is not a working Python $(PY_MINOR)" >&2; exit 1; }; \
+elif $(call is_py,python$(PY_MINOR)); then py="$$(command -v python$(PY_MINOR))"; \
+else \
+  root="$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")"; \
+  for c in $$(ls -d "$$root"/versions/$(PY_MINOR).*/bin/python$(PY_MINOR) 2>/dev/null | sort -rV); do \
+    if $(call is_py,$$c); then py="$$c"; break; fi; \
+  done; \
+fi; \
+[ -n "$$py" ] || { echo "need Python $(PY_MINOR): a working python$(PY_MINOR) on PATH, or one installed with pyenv" \
+  "($$root/versions/$(PY_MINOR).*/bin/python$(PY_MINOR); e.g. pyenv install $(PY_MINOR)), or make PYTHON=/path/to/python$(PY_MINOR)" >&2; \
+  exit 1; }
+endef
+
+# Which Python 3.12 the venv would be made from (or why there is none)
+python:
+	@$(find_python); echo "$$py"
+
 $(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) on PATH (Python 3.11)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
+	@$(find_python); \
+	if [ -x $(PY) ] && ! $(call is_py,$(PY)); then \
+	  echo "$(VENV) is not Python $(PY_MINOR): recreating it"; rm -rf $(VENV); fi; \
+	if [ ! -x $(PY) ]; then echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); fi
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
