@@ -250,10 +250,12 @@ def test_env_example_documents_every_variable_without_secret_values():
 
 # ------------------------------------------------------------------------------------- Dockerfile
 
-def test_dockerfile_is_python_311_slim():
+def test_dockerfile_is_python_312_slim():
     froms = [a for i, a in dockerfile_instructions() if i == "FROM"]
     assert froms, "no FROM"
-    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", froms[-1].split()[0]), froms
+    assert re.fullmatch(r"python:3\.12(\.\d+)?-slim(-\w+)?", froms[-1].split()[0]), froms
+    # the image's Python is the one pyproject.toml requires
+    assert pyproject()["project"]["requires-python"] == ">=3.12,<3.13"
 
 
 def test_dockerfile_installs_from_pyproject_not_a_package_list():
