@@ -168,6 +168,12 @@ def test_hazelcast_images_are_pinned_5x():
     assert s["hazelcast"].get("healthcheck", {}).get("test"), "hazelcast needs a healthcheck"
 
 
+def test_hazelcast_member_sends_near_cache_invalidations_at_once():
+    # members batch invalidations (every 10 s by default): another client's write would stay invisible
+    opts = str(env_of(compose_raw()["services"]["hazelcast"]).get("JAVA_OPTS", "")).split()
+    assert "-Dhazelcast.map.invalidation.batch.enabled=false" in opts, opts
+
+
 def test_cluster_name_comes_from_env_everywhere():
     s = compose_raw()["services"]
     refs = [s["hazelcast"]["environment"]["HZ_CLUSTERNAME"], s["management-center"]["environment"]["MC_DEFAULT_CLUSTER"]]
