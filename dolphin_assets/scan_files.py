@@ -16,6 +16,7 @@ are testable without Dagster.
 """
 
 import json
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import pyarrow as pa
 
 from dolphin.scanner.schema import parse_metadata
 
+log = logging.getLogger("dolphin_assets.scan_files")
 _DAY_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SCAN_FILE = re.compile(r"^scan_[^.]+\.arrow$")
 
@@ -160,6 +162,7 @@ def apply_acb_scans(store, scan_dir, upto_ms: int) -> tuple:
     (``dolphin.acb.acb_on_scan``) and store it with compare-and-set on the exact record read
     (``FeatureStore.update``): two concurrent updaters never lose a step or put an older state back.
     Scans of another day than the state's stop the update (the daily state of that day comes first).
+    The stored state is also kept in the published-record log (rehydration restores it after a restart).
     Returns (applied scan count, note)."""
     from dolphin.acb import AcbState, acb_on_scan
     from dolphin.store import ACB_STATE, FEATURES
@@ -185,5 +188,9 @@ def apply_acb_scans(store, scan_dir, upto_ms: int) -> tuple:
             outcome["n"] += 1
         return state.to_record() if outcome["n"] else None
 
-    store.update(FEATURES, ACB_STATE, step)
+    stored = store.update(FEATURES, ACB_STATE, step)
+    if outcome["n"]:
+        from dolphin_assets.publish import keep_published
+
+        keep_published(log, FEATURES, ACB_STATE, stored)
     return outcome["n"], outcome["note"] or f"{outcome['n']} scan(s) applied"
