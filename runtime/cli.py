@@ -194,14 +194,8 @@ def open_risk_store(mode: str):
     except (ValueError, OSError) as e:  # a bad DOLPHIN_FEATURE_STORE, a data home that cannot be made
         print(f"dolphin runtime {mode}: {e}", file=sys.stderr)
         return 2
-    try:
-        from dolphin.store.factory import open_cached_store_from_env
-    except ImportError:  # older factory: the same layering by hand
-        def open_cached_store_from_env():
-            from dolphin.store import open_store_from_env
-            from dolphin.store.nearcache import NearCachedStore
+    from dolphin.store import open_cached_store_from_env
 
-            return NearCachedStore(open_store_from_env())
     store = None
     try:
         store = open_cached_store_from_env()
