@@ -26,51 +26,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from dolphin.store import FeatureStore  # noqa: E402 (after the sys.path fix)
+from dolphin.store.faults import StallingStore  # noqa: E402 (after the sys.path fix)
 
 START, DAYS = "2024-02-26", 30
-
-
-class StallingStore(FeatureStore):
-    """After ``stall(s)`` every call blocks until the stall ends (a member SIGKILL holds each invocation until
-    its timeout), then goes to the inner store."""
-
-    def __init__(self, inner):
-        self.inner, self.until = inner, 0.0
-
-    def stall(self, seconds: float) -> None:
-        self.until = time.monotonic() + seconds
-
-    def _gate(self):
-        wait = self.until - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-
-    def get(self, m, k):
-        self._gate()
-        return self.inner.get(m, k)
-
-    def put(self, m, k, r):
-        self._gate()
-        self.inner.put(m, k, r)
-
-    def replace_if_same(self, m, k, e, n):
-        self._gate()
-        return self.inner.replace_if_same(m, k, e, n)
-
-    def delete(self, m, k):
-        self._gate()
-        return self.inner.delete(m, k)
-
-    def keys(self, m):
-        self._gate()
-        return self.inner.keys(m)
-
-    def listen(self, m, cb):  # events arrive on their own thread: not part of the stall
-        return self.inner.listen(m, cb)
-
-    def unlisten(self, h):
-        self.inner.unlisten(h)
 
 
 def slow_store_bench(symbols, stalls=((1.5, 6), (5.0, 3)), healthy_n=200) -> None:

@@ -22,8 +22,9 @@ from dolphin.engine.config import APEX, HIBERNATE, ORANGE, RED
 from dolphin.ledger.journal import FillJournal
 from dolphin.mc.forewarner import MCEnvelope
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SYSTEM_HEALTH,
-                           FeatureStore, Record, StoreUnavailableError, asset_ob_key, iso_utc, state_map)
+                           Record, asset_ob_key, iso_utc, state_map)
 from dolphin.store.embedded import EmbeddedStore
+from dolphin.store.faults import StallingStore
 from dolphin.survival.stack import read_safety
 from runtime.ledger import LedgerSink
 from runtime.risk import StoreRiskSource
@@ -69,43 +70,6 @@ def _put_raw(path, key: str, text: str) -> None:
                     "ON CONFLICT (map, key) DO UPDATE SET value = excluded.value", (FEATURES, key, text))
 
 
-class Frozen(FeatureStore):
-    """A store that stalls like a Hazelcast member after a SIGKILL: during ``freeze(s)`` every call blocks
-    until the freeze ends; ``down`` makes every call fail at once."""
-
-    def __init__(self, inner):
-        self.inner, self.until, self.down, self.calls = inner, 0.0, False, 0
-
-    def freeze(self, seconds: float) -> None:
-        self.until = time.monotonic() + seconds
-
-    def _gate(self):
-        self.calls += 1
-        wait = self.until - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        if self.down:
-            raise StoreUnavailableError("test: store down")
-
-    def get(self, m, k):
-        self._gate()
-        return self.inner.get(m, k)
-
-    def put(self, m, k, r):
-        self._gate()
-        self.inner.put(m, k, r)
-
-    def replace_if_same(self, m, k, e, n):
-        self._gate()
-        return self.inner.replace_if_same(m, k, e, n)
-
-    def delete(self, m, k):
-        self._gate()
-        return self.inner.delete(m, k)
-
-    def keys(self, m):
-        self._gate()
-        return self.inner.keys(m)
 
 
 @pytest.fixture
@@ -141,12 +105,12 @@ def _timed_read(src):
 
 def test_a_stalled_store_never_holds_the_decision_beyond_the_budget(embedded, sources):
     _, inner = embedded
-    store = Frozen(inner)
+    store = StallingStore(inner)
     _wall_healthy(inner)
     src = sources(store, clock="wall", budget_ms=50, refresh_s=0.05, stale_s=10.0, publish=False)
     snap, _ = _timed_read(src)
     assert snap.posture == APEX and snap.acb_boost == 1.2 and snap.source == "feature store"
-    store.freeze(1.5)  # a member SIGKILL: the next calls stall 1.5 s
+    store.stall(1.5)  # a member SIGKILL: the next calls stall 1.5 s
     time.sleep(0.1)  # the refresher is now inside a stalled call
     seen = [_timed_read(src) for _ in range(3)]
     for snap, dt in seen:
@@ -154,7 +118,7 @@ def test_a_stalled_store_never_holds_the_decision_beyond_the_budget(embedded, so
         assert snap.posture == APEX and snap.acb_boost == 1.2 and "last good values" in snap.source
     assert src.last.breakdown.cat1 == 1.0 and src.budget_misses >= 3
     # contrast: the synchronous (bar clock) read sits the stall out -- what every decision did before
-    store.freeze(1.0)
+    store.stall(1.0)
     bar = sources(store, clock="bar", publish=False)
     t0 = time.perf_counter()
     bar.read(time.time_ns())
@@ -163,11 +127,11 @@ def test_a_stalled_store_never_holds_the_decision_beyond_the_budget(embedded, so
 
 def test_no_answer_beyond_the_staleness_limit_is_cat1_zero_then_recovery(embedded, sources):
     _, inner = embedded
-    store = Frozen(inner)
+    store = StallingStore(inner)
     _wall_healthy(inner)
     src = sources(store, clock="wall", budget_ms=50, refresh_s=0.05, stale_s=0.3, publish=False)
     assert src.read(time.time_ns()).posture == APEX
-    store.freeze(1.2)
+    store.stall(1.2)
     time.sleep(0.5)  # the last good round started > 0.3 s ago
     snap, dt = _timed_read(src)
     assert dt < 0.4 and snap.posture == HIBERNATE and snap.rm == 0.0 and snap.mc_status == RED
@@ -180,13 +144,13 @@ def test_no_answer_beyond_the_staleness_limit_is_cat1_zero_then_recovery(embedde
 
 def test_an_unreachable_store_is_cat1_zero_at_once_on_the_wall_clock(embedded, sources):
     _, inner = embedded
-    store = Frozen(inner)
+    store = StallingStore(inner)
     _wall_healthy(inner)
     src = sources(store, clock="wall", budget_ms=50, refresh_s=0.05, publish=False)
     assert src.read(time.time_ns()).posture == APEX
     store.down = True  # the backend says so: no waiting for the staleness limit
     snap, dt = _timed_read(src)
-    assert dt < 0.4 and snap.posture == HIBERNATE and "test: store down" in snap.source
+    assert dt < 0.4 and snap.posture == HIBERNATE and "store down (injected)" in snap.source
 
 
 def test_the_bar_clock_reads_synchronously_and_close_stops_the_threads(embedded, sources):
