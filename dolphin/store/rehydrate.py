@@ -119,6 +119,18 @@ class PublishedLog:
         return None if row is None else Record.from_json(row["record"])
 
 
+def keep_published(log, map_name: str, key: str, record) -> bool:
+    """Keep ``record`` in the published-record log (newest per key, the key's publish order) after a publisher
+    (an asset, the scan bridge) published it -- also when the store was down, so rehydration restores it once
+    the store is back. A log that cannot be written only costs rehydration that record: warned, never fatal."""
+    try:
+        return PublishedLog().keep(map_name, key, record)
+    except (OSError, sqlite3.Error) as e:
+        log.warning(f"published-record log not written for {map_name}/{key} (rehydration cannot restore this "
+                    f"record): {type(e).__name__}: {e}")
+        return False
+
+
 # ---------------------------------------------------------------- durable sources
 
 
@@ -187,7 +199,9 @@ class Sources:
         from dolphin.paths import data_home
 
         home = data_home()
-        return cls(Path(scan_dir) if scan_dir else home / "scans",
+        from dolphin.scanner.writer import scan_dir as default_scan_dir
+
+        return cls(default_scan_dir(scan_dir),
                    Path(ledger_path) if ledger_path else home / "ledger" / "ledger.sqlite",
                    log if log is not None else PublishedLog(), strategy.upper())
 
