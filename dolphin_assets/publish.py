@@ -2,6 +2,7 @@
 store-gap rule and the published-record log that rehydration restores from (``dolphin.store.rehydrate``)."""
 
 from dolphin.store.records import ledger_is_newer, num, scan_is_newer, scan_record  # noqa: F401 (re-exported)
+from dolphin.store.rehydrate import keep_published  # noqa: F401 (re-exported; shared with the scan bridge)
 
 
 def publish_or_gap(context, what: str, fn):
@@ -16,19 +17,3 @@ def publish_or_gap(context, what: str, fn):
         gap = f"feature store unavailable, {what} not published: {e}"
         context.log.warning(gap)
         return False, gap
-
-
-def keep_published(log, map_name: str, key: str, record) -> bool:
-    """Keep ``record`` in the published-record log (newest per key, the key's publish order) after the asset
-    published it -- also when the store was down, so rehydration restores it once the store is back. A log
-    that cannot be written only costs rehydration that record: warned, never fatal to the asset."""
-    import sqlite3
-
-    from dolphin.store.rehydrate import PublishedLog
-
-    try:
-        return PublishedLog().keep(map_name, key, record)
-    except (OSError, sqlite3.Error) as e:
-        log.warning(f"published-record log not written for {map_name}/{key} (rehydration cannot restore this "
-                    f"record): {type(e).__name__}: {e}")
-        return False
