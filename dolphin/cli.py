@@ -13,6 +13,8 @@ COMMAND_MODULES = [
     "dolphin.sqlcli",
     "dolphin.status",
     "dolphin.store.rehydrate",
+    "venue.cli",
+    "dolphin.bridge",
 ]
 
 
