@@ -101,6 +101,18 @@ class _Session:
         return r
 
 
+def _identity(item):
+    """A ringbuffer item's identity: a ReliableTopicMessage's publish time and payload."""
+    return getattr(item, "publish_time", None), getattr(item, "payload", item)
+
+
+def _item_seq(result, i, default):
+    try:
+        return result.get_sequence(i)
+    except (AttributeError, IndexError, TypeError):  # no item sequences in this response
+        return default
+
+
 class _MapListener:
     """The handle ``listen`` returns: stays valid across client replacement (re-registered on each client)."""
 
@@ -118,8 +130,11 @@ class _MapListener:
 class _Subscription:
     """The handle ``subscribe`` returns: a reader thread over the topic's ringbuffer."""
 
-    def __init__(self, topic, callback, start):
+    def __init__(self, topic, callback, start, last=None):
         self.topic, self.callback, self.seq = topic, callback, start
+        # (sequence, identity) of the last message read (or the tail at subscribe): tells our ringbuffer from
+        # a restarted cluster's new one that already holds as many messages
+        self.last = last
         self.active = True
         self.wake = threading.Event()
         self.thread = None
@@ -486,8 +501,16 @@ class HazelcastStore(FeatureStore):
         check_topic(topic)
         # start right after the current tail, read synchronously: a message published after subscribe()
         # returns is never missed
-        start = self._call(f"tail {topic}", lambda s: s.ringbuffer(topic).tail_sequence()) + 1
-        sub = _Subscription(topic, callback, start)
+        def tail(s):
+            rb = s.ringbuffer(topic)
+            t = rb.tail_sequence()
+            if t < 0:
+                return 0, None
+            r = rb.read_many(t, 0, 1)
+            return t + 1, ((t, _identity(r[0])) if r.size and _item_seq(r, 0, t) == t else None)
+
+        start, last = self._call(f"tail {topic}", tail)
+        sub = _Subscription(topic, callback, start, last)
         # a thread of our own instead of the client's reliable-topic runner: in client 5.7 that runner
         # retries an offline error recursively and dies silently (RecursionError) on a long disconnect
         sub.thread = threading.Thread(target=self._read_topic, args=(sub,), name=f"dolphin-hz-topic-{topic}",
@@ -535,11 +558,18 @@ class HazelcastStore(FeatureStore):
                     # reconnected or a new client: the cluster may have restarted with an empty ringbuffer
                     e_now = self._epoch
                     tail = rb.tail_sequence()
-                    if tail < sub.seq - 1:
+                    why = f"its tail {tail} is behind our next sequence {sub.seq}" if tail < sub.seq - 1 else ""
+                    last = sub.last
+                    if not why and last is not None and last[0] == sub.seq - 1 and tail >= last[0]:
+                        # long enough, but ours? a publisher back before us may have refilled a new one
+                        r = rb.read_many(last[0], 0, 1)
+                        if not (r.size and _item_seq(r, 0, last[0]) == last[0] and _identity(r[0]) == last[1]):
+                            why = f"it no longer holds the message we last read at {last[0]}"
+                    if why:
                         head = rb.head_sequence()
-                        log.warning("topic %s: ringbuffer tail %d is behind our next sequence %d (cluster "
-                                    "restarted?); restarting from its head %d", sub.topic, tail, sub.seq, head)
-                        sub.seq = head
+                        log.warning("topic %s: ringbuffer changed (cluster restarted?): %s; restarting from its "
+                                    "head %d", sub.topic, why, head)
+                        sub.seq, sub.last = head, None
                     epoch = e_now
                 if jump:
                     head = rb.head_sequence()
@@ -574,7 +604,9 @@ class HazelcastStore(FeatureStore):
                 failures, backoff = 0, self.topic_poll_interval
             n = result.read_count
             nxt = result.next_sequence_to_read_from
-            if nxt < 0:  # SEQUENCE_UNAVAILABLE (pre-3.9 members): no clamping happened
+            if n == 0 or nxt < 0:
+                # nothing read: stay (a 4.2 member answers an empty read with next sequence 0, which would
+                # re-deliver the whole ringbuffer); SEQUENCE_UNAVAILABLE (pre-3.9 members): no clamping happened
                 nxt = sub.seq + n
             lost = (nxt - n) - sub.seq  # the member clamps a too-old start to its head
             if lost > 0:
@@ -584,6 +616,8 @@ class HazelcastStore(FeatureStore):
                 if not sub.active:
                     return
                 self._deliver(sub, result[i])
+            if result.size:
+                sub.last = (_item_seq(result, result.size - 1, nxt - 1), _identity(result[result.size - 1]))
             sub.seq = nxt
             if n == 0:
                 self._pause(sub, self.topic_poll_interval)
