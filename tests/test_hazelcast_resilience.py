@@ -93,6 +93,8 @@ class FakeRingbuffer:
                 raise IllegalArgumentError(f"sequence:{start} is too large. The current tailSequence is:{self.tail}")
             start = max(start, self.head)  # members clamp a too-old sequence to the head
             chunk = self.items[start - self.head:start - self.head + max_count]
+            if not chunk:  # a 4.2.1 member answers an empty read with next sequence 0 (measured), not `start`
+                return ReadResult(0, 0, [], [])
             return ReadResult(len(chunk), start + len(chunk), list(range(start, start + len(chunk))), chunk)
 
 
@@ -508,6 +510,46 @@ def test_topic_resumes_after_cluster_restart(world, caplog, how):
     assert _wait(lambda: len(got) == 5), got
     assert got == [{"i": i} for i in range(5)]
     assert "cluster restarted?" in caplog.text
+
+
+def test_idle_subscriber_never_redelivers(world):
+    """Against a real 4.2.1 member an idle reader once took the empty read's "next sequence 0" as its
+    position and re-delivered the whole ringbuffer at every poll."""
+    _, _, open_store = world
+    s = open_store()
+    got = []
+    s.subscribe(SCAN_TOPIC, got.append)
+    for i in range(3):
+        s.publish(SCAN_TOPIC, {"i": i})
+    assert _wait(lambda: len(got) == 3)
+    time.sleep(20 * s.topic_poll_interval)  # many empty polls
+    s.publish(SCAN_TOPIC, {"i": 3})
+    assert _wait(lambda: len(got) == 4)
+    time.sleep(5 * s.topic_poll_interval)
+    assert got == [{"i": i} for i in range(4)]
+
+
+def test_restarted_cluster_refilled_before_the_reader_reconnects(world, caplog):
+    """A publisher back before the subscriber fills the restarted cluster's new ringbuffer past the reader's
+    old position: the reader must notice the history changed and start from the new head, losing nothing."""
+    cluster, factory, open_store = world
+    s = open_store()
+    pub = open_store()
+    got = []
+    s.subscribe(SCAN_TOPIC, got.append)
+    for i in range(3):
+        pub.publish(SCAN_TOPIC, {"i": i})
+    assert _wait(lambda: len(got) == 3)
+    client = factory.made[0]
+    client.drop()  # the subscriber's client is offline while the cluster restarts and refills
+    cluster.restart()
+    for i in range(3, 8):
+        pub.publish(SCAN_TOPIC, {"i": i})
+    client.restore()
+    assert _wait(lambda: len(got) == 8), got
+    time.sleep(5 * s.topic_poll_interval)
+    assert got == [{"i": i} for i in range(8)]
+    assert "no longer holds the message we last read" in caplog.text
 
 
 def _try(fn):
