@@ -94,6 +94,13 @@ def test_runtime_strategy_writes_each_scan_where_the_sensor_looks(tmp_path, monk
     (req,) = res.run_requests
     assert req.tags["dolphin/new_scan_files"] == str(panel.n_bars)
     assert req.run_config["ops"]["scan_latest"]["config"]["path"].startswith(str(root))
+    assert req.tags["dolphin/scan_dir"] == str(root)
+    with dg.instance_for_test() as instance:  # the tick's skip message names the folder it watched
+        ctx = dg.build_sensor_context(instance=instance, resources={"scan_dir": ScanDir()},
+                                      cursor=scan_files_sensor(ctx := dg.build_sensor_context(
+                                          instance=instance, resources={"scan_dir": ScanDir()})).cursor)
+        res = scan_files_sensor(ctx)
+    assert f"no new complete scan file in {root}" in res.skip_reason.skip_message
 
 
 def test_scan_write_does_not_hold_up_the_decision(tmp_path):
