@@ -74,7 +74,7 @@ def main() -> int:
         publish_acb(s, state)
     log = open(home / "bridge.log", "w+")
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "dolphin.cli", "bridge", "--interval-ms", "50"],
+    proc = subprocess.Popen([sys.executable, "-m", "dolphin.bridge", "--interval-ms", "50"],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     t_end = time.monotonic() + 60
     while "scan bridge: watching" not in (home / "bridge.log").read_text():

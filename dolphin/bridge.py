@@ -396,3 +396,12 @@ def register(sub) -> None:
                    help="one pass: publish the newest scan file if the store's is older, then exit (1: store down)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_bridge)
+
+
+if __name__ == "__main__":  # python -m dolphin.bridge [--once ...]: the same as `dolphin bridge`
+    import argparse
+
+    _ap = argparse.ArgumentParser(prog="dolphin")
+    register(_ap.add_subparsers(dest="command"))
+    _ns = _ap.parse_args(["bridge", *sys.argv[1:]])
+    sys.exit(_ns.func(_ns))

@@ -43,7 +43,7 @@ class Bridge:
         self.err = open(home / f"bridge-{time.monotonic_ns()}.log", "w+")
         env = {**os.environ, "DOLPHIN_HOME": str(home), "DOLPHIN_FEATURE_STORE": "embedded",
                "OPENBLAS_NUM_THREADS": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "dolphin.cli", "bridge", "--interval-ms", "50", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dolphin.bridge", "--interval-ms", "50", *args],
                                      stdout=self.err, stderr=subprocess.STDOUT, env=env, cwd=str(home))
         self.wait_log("scan bridge: watching", 60)
 
@@ -311,13 +311,13 @@ def test_sigterm_exits_zero_and_once_mode(home, real, bridges):
     _write(day[0:1], home)
     _write(day[1:2], home)
     env = {**os.environ, "DOLPHIN_HOME": str(home), "DOLPHIN_FEATURE_STORE": "embedded"}
-    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "bridge", "--once"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dolphin.bridge", "--once"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 0, r.stderr
     assert f"{D}/scan_{int(day.timestamp[1])}.arrow published" in r.stdout
     with _store(home) as s:
         assert _scan_ms(s) == int(day.timestamp[1])
         assert s.get(FEATURES, ACB_STATE) is None  # no daily state: nothing to step (said in the log)
-    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "bridge", "--once"], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dolphin.bridge", "--once"], capture_output=True, text=True,
                        env=env, timeout=60)
     assert r.returncode == 0 and "already stored" in r.stdout
