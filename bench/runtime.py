@@ -8,6 +8,11 @@
   the same bars, next to the dolphin engine's run_kernel (scans precomputed) and batch scan +
   run_kernel, in bar closes/s and instrument-bars/s.
 
+- decision latency with a stalling feature store (issue 10: a Hazelcast member's SIGKILL stalls calls for
+  1.1-5 s): ``StoreRiskSource.read`` on the wall clock (background refresher, 50 ms budget, last good values
+  up to 10 s old) against the synchronous read every decision did before (the bar-clock path), with every
+  store call blocking until a 1.5 s / 5 s stall ends. ``--slow-store`` runs only this part.
+
 Window: spot-5m-2024, 30 UTC days from 2024-02-26 (50 instruments), BLUE, default risk inputs.
 """
 
@@ -21,11 +26,123 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
+from dolphin.store.faults import StallingStore  # noqa: E402 (after the sys.path fix)
+
 START, DAYS = "2024-02-26", 30
+
+
+def slow_store_bench(symbols, stalls=((1.5, 6), (5.0, 3)), healthy_n=200) -> None:
+    """Decision latency (ms) of the wall-clock StoreRiskSource vs the synchronous read, healthy and stalled.
+
+    The runtime's layering: the parsed-record cache (1 s max age, invalidated by entry events) over an
+    uncached adapter (``open_cached_store_from_env``), here embedded SQLite behind the stall. A bar close
+    comes 5 min after the previous check, when the synchronous read's entries have expired: the cache is
+    cleared before each of its decisions. The refresher (every 0.5 s) keeps it warm for the wall clock."""
+    import tempfile
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from dolphin.acb import AcbState
+    from dolphin.engine.config import POSTURE_NAMES
+    from dolphin.mc.forewarner import MCEnvelope
+    from dolphin.store import ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, asset_ob_key, iso_utc
+    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.store.nearcache import NearCachedStore
+    from runtime.risk import BUDGET_MS, STALE_S, StoreRiskSource
+
+    import logging
+
+    for name in ("dolphin.survival", "dolphin.runtime.risk"):  # posture changes, "using last good values"
+        logging.getLogger(name).setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="dolphin-bench-slow-") as tmp:
+        inner = EmbeddedStore(f"{tmp}/features.sqlite")
+        now = datetime.now(timezone.utc)
+        ms = int(now.timestamp() * 1000)
+        inner.put(FEATURES, MC_FOREWARNER_LATEST, MCEnvelope(
+            status="GREEN", reason="bench", catastrophic_prob=0.01, catastrophic_prob_se=0.005, envelope_score=0.8,
+            terminal_p05=-0.05, terminal_p50=0.05, terminal_p95=0.15, dd_p50=0.05, dd_p95=0.12, n_paths=2000,
+            n_variants=8, n_days=60, horizon_days=30, block_days=5, bootstrap="stationary", dd_threshold=0.2, seed=1,
+            timestamp=now).to_store_record())
+        inner.put(FEATURES, ACB_STATE, AcbState(
+            boost=1.1, beta=0.5, exf_score=0.0, exf_coverage=1.0, regime_score=0.0, regime_days=30, w750_value=None,
+            w750_threshold=None, w750_spread=None, signals={}, missing=(), notes=(), last_date=now.date().isoformat(),
+            updated_at=ms, source="daily").to_record())
+        inner.put(FEATURES, EXF_LATEST, Record({"dvol_btc": 55.0}, iso_utc(ms)))
+
+        def fresh_books():  # the book publisher's job (books are stale after 30 s); not through the stall
+            for sym in symbols:
+                inner.put(FEATURES, asset_ob_key(sym), Record({"depth_quality": 0.9, "fill_prob": 0.9}, iso_utc()))
+
+        fresh_books()
+        store = NearCachedStore(StallingStore(inner), maps=(FEATURES,), max_age_s=1.0)
+        stalling = store.inner
+        sync = StoreRiskSource(store, symbols=symbols, clock="bar", publish=False)  # the read as it was
+        wall = StoreRiskSource(store, symbols=symbols, clock="wall", publish=False)
+        try:
+            def timed(src):
+                if src is sync:
+                    store.clear()  # 5 min since its last check: every entry has expired
+                t0 = time.perf_counter()
+                src.read(time.time_ns())
+                return (time.perf_counter() - t0) * 1e3
+
+            rows = []
+
+            def row(name, lat, src):
+                a = np.asarray(lat)
+                b = src.last.breakdown
+                rows.append((name, np.percentile(a, 50), np.percentile(a, 99), a.max(), len(a),
+                             f"{POSTURE_NAMES[src.last.posture]}, Cat1={b.cat1:g}"))
+                return float(np.percentile(a, 99))
+
+            healthy_sync = [timed(sync) for _ in range(healthy_n)]
+            healthy_wall = []
+            for _ in range(healthy_n):
+                healthy_wall.append(timed(wall))
+                time.sleep(0.005)
+            p_sync0 = row("healthy store, synchronous read (before)", healthy_sync, sync)
+            p_wall0 = row(f"healthy store, wall clock + refresher ({BUDGET_MS:g} ms budget)", healthy_wall, wall)
+            ratios = [("healthy", p_sync0 / p_wall0)]
+            for stall, rounds in stalls:
+                fresh_books()
+                lat_sync, lat_wall = [], []
+                for _ in range(rounds):  # the decision lands at the start of the stall
+                    stalling.stall(stall)
+                    lat_sync.append(timed(sync))
+                fresh_books()
+                time.sleep(1.0)  # the refresher has warmed the cache again
+                for _ in range(rounds):  # decisions every 100 ms through the whole stall
+                    stalling.stall(stall)
+                    end = time.monotonic() + stall
+                    while time.monotonic() < end:
+                        lat_wall.append(timed(wall))
+                        time.sleep(0.1)
+                    time.sleep(0.6)  # the refresher's next round completes
+                p_s = row(f"{stall:g} s stall, synchronous read (before)", lat_sync, sync)
+                p_w = row(f"{stall:g} s stall, wall clock + refresher", lat_wall, wall)
+                ratios.append((f"{stall:g} s stall", p_s / p_w))
+            misses = wall.budget_misses
+        finally:
+            wall.close()
+            sync.close()
+            store.close()
+    head = f"decision latency, stalling store, {len(symbols)} books, parsed-record cache (ms)"
+    w = max(len(head), *(len(r[0]) for r in rows))
+    print(f"\n{head.ljust(w)}  {'p50':>8}  {'p99':>8}  {'max':>8}  {'samples':>7}  last check")
+    for name, a, b, c, n, post in rows:
+        print(f"{name.ljust(w)}  {a:8.2f}  {b:8.2f}  {c:8.2f}  {n:7d}  {post}")
+    print("ratio p99 synchronous / wall clock: " + "; ".join(f"{k} {v:,.1f}x" for k, v in ratios))
+    print(f"wall clock: {misses} decision(s) used the last good values (no fresh round within {BUDGET_MS:g} ms; "
+          f"limit {STALE_S:g} s, then Cat1 = 0)")
 
 
 def main() -> int:
     import numpy as np
+
+    if "--slow-store" in sys.argv[1:]:
+        slow_store_bench(tuple(f"SYM{i}USDT" for i in range(50)))  # 50 books, as the replay's universe
+        return 0
 
     from dolphin.data import load_panel
     from dolphin.engine.config import BLUE, POSTURE_NAMES
@@ -55,6 +172,7 @@ def main() -> int:
         store = NearCachedStore(EmbeddedStore(f"{tmp}/features.sqlite"))
         src = StoreRiskSource(store, symbols=tuple(panel.symbols), clock="bar")
         rs = run_replay(None, cfg, panel=panel, risk=src)
+        src.close()  # publishes the last check, stops its threads before the store goes
         store.close()
 
     # the dolphin engine on the same bars
@@ -112,6 +230,7 @@ def main() -> int:
     strat_s = dec.sum() / 1e6
     print(f"\nreplay split: strategy decision steps {strat_s:.2f} s of {r.wall_s:.2f} s; the rest is Nautilus "
           f"(data engine, matching of {r.bars:,} bars + {r.bars:,} first-trade ticks, events)")
+    slow_store_bench(tuple(panel.symbols))
     return 0
 
 

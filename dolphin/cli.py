@@ -12,6 +12,9 @@ COMMAND_MODULES = [
     "runtime.cli",
     "dolphin.sqlcli",
     "dolphin.status",
+    "dolphin.store.rehydrate",
+    "venue.cli",
+    "dolphin.bridge",
 ]
 
 

@@ -5,7 +5,8 @@ DOLPHIN_HZ_*) and the capital ledger under the data home, and reports: store rea
 and vel_div; vol regime; posture and Rm with the survival-stack breakdown (``DOLPHIN_SAFETY``); capital,
 peak and drawdown from the ledger (the source of truth) next to the store's hot copy
 (``DOLPHIN_STATE_<S>/latest``); the open position and pending order from the ledger's latest closing
-state; MC forewarner and ExF freshness; system health.
+state; MC forewarner and ExF freshness; system health; the hot copy: which published keys are missing from
+the store (or malformed) and what would restore them (``dolphin.store.rehydrate``, dry run).
 
 Never crashes on a missing or broken source: each section says what it could not read. Exit code 0 when
 it could report, 1 when the store is unreachable or the ledger exists but cannot be read.
@@ -21,6 +22,7 @@ from pathlib import Path
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_LATEST, STATE_LATEST,
                            SYSTEM_HEALTH, VOL_REGIME, StoreKeyError, StoreUnavailableError, state_map)
 from dolphin.store.factory import store_config_from_env, open_store
+from dolphin.store.rehydrate import SENSOR_INTERVAL_S
 
 MC_STALE_S = 6 * 3600  # DESIGN.md: an MC status older than 6 h counts as ORANGE
 NOT_PUBLISHED = "not published"
@@ -106,6 +108,8 @@ def _read_store(strategy: str, now_ms: int) -> dict:
             if rec is not None:
                 health[k] = {**rec.value, "timestamp": rec.timestamp, "age_s": _age(rec, now_ms)}
         out["system_health"] = health or None
+        out["hot_copy"] = _hot_copy(store, strategy)
+        out["malformed"] = {f"{m}/{k}": err for (m, k), (err, _) in sorted(store.malformed().items())}
     except StoreUnavailableError as e:
         out.update(reachable=False, error=str(e))
     finally:
@@ -114,6 +118,17 @@ def _read_store(strategy: str, now_ms: int) -> dict:
         except Exception:
             pass
     return out
+
+
+def _hot_copy(store, strategy: str) -> dict:
+    """The rehydrator's dry run: expected keys, and the ones missing with what would restore them."""
+    from dolphin.store.rehydrate import Sources, rehydrate
+
+    try:
+        results = rehydrate(store, Sources.default(strategy), dry_run=True)
+    except Exception as e:  # the status line must come out whatever the sources hold
+        return {"expected": 0, "missing": [], "error": f"{type(e).__name__}: {e}"}
+    return {"expected": len(results), "missing": [{**r.to_dict(), "line": r.line()} for r in results if r.missing]}
 
 
 def _read_ledger(strategy: str) -> dict:
@@ -298,7 +313,34 @@ def render(rep: dict) -> str:
             L.append(f"system health   latest: {NOT_PUBLISHED} (watchdog not running)")
     else:
         L.append(f"system health   {NOT_PUBLISHED if st.get('reachable') else na}")
+    L.extend(_render_hot_copy(st) if live else [])
     return "\n".join(L)
+
+
+MAX_MISSING_LINES = 12  # a wiped store misses every PNL day: the rest is counted, not listed
+
+
+def _render_hot_copy(st: dict) -> list:
+    hc, bad = st.get("hot_copy") or {}, st.get("malformed") or {}
+    L = []
+    miss = hc.get("missing", [])
+    how = (f"store_rehydration_sensor restores within ~{SENSOR_INTERVAL_S} s when running; "
+           f"now: dolphin store rehydrate")
+    if hc.get("error"):
+        L.append(f"hot copy        cannot check the published keys: {hc['error']}")
+    elif not hc:
+        pass
+    elif miss:
+        L.append(f"hot copy        {len(miss)} of {hc['expected']} published key(s) MISSING ({how})")
+        for m in miss[:MAX_MISSING_LINES]:
+            L.append(f"  missing       {m['line']}")
+        if len(miss) > MAX_MISSING_LINES:
+            L.append(f"  missing       ... and {len(miss) - MAX_MISSING_LINES} more")
+    else:
+        L.append(f"hot copy        all {hc['expected']} published key(s) present")
+    for name, err in bad.items():
+        L.append(f"  malformed     {name}: read as missing: {err}")
+    return L
 
 
 def _finite(x):

@@ -9,6 +9,7 @@ from dolphin_assets.assets.risk import RISK_ASSETS, acb_day_job, exf_day_job, mc
 from dolphin_assets.checks import (FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks,
                                    exf_checks)
 from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
+from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
 from dolphin_assets.risk_sensors import watchdog_sensor
 from dolphin_assets.schedules import (acb_day_schedule, blue_paper_day_job, blue_paper_day_schedule, exf_schedule,
                                       mc_envelope_schedule)
@@ -44,7 +45,7 @@ defs = Definitions(
     asset_checks=ASSET_CHECKS,
     jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job],
     schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule],
-    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor],
+    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor],
     resources=resources(),
     executor=EXECUTOR,
 )

@@ -18,6 +18,7 @@ from dagster import AssetKey, DefaultSensorStatus, SensorEvaluationContext, Sens
 from dolphin.ledger import CapitalLedger
 from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, publish_if_newer
 from dolphin.watchdog import HEALTH_KEY, check_health, collect_inputs
+from dolphin_assets.publish import keep_published
 from dolphin_assets.resources import FeatureStoreResource, Ledger, _under_home
 from dolphin_assets.settings import STRATEGY
 
@@ -61,12 +62,13 @@ def evaluate(store_res: FeatureStoreResource, ledger: Ledger, context: SensorEva
     published = False
     if store is not None and report.check("store").ok:
         try:
-            published = publish_if_newer(store, SYSTEM_HEALTH, HEALTH_KEY,
-                                         Record({**value, "unpublished": kept}, ts))
+            published_rec = Record({**value, "unpublished": kept}, ts)
+            published = publish_if_newer(store, SYSTEM_HEALTH, HEALTH_KEY, published_rec)
         except StoreUnavailableError as e:
             why_down = str(e)
     if published:
         kept = []
+        keep_published(context.log, SYSTEM_HEALTH, HEALTH_KEY, published_rec)
     else:
         kept = (kept + [{"timestamp": ts, "status": report.status, "failing": report.failing}])[-MAX_KEPT:]
     failing = "; ".join(f"{c.name}: {c.detail}" for c in report.checks if not c.ok)

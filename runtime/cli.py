@@ -22,6 +22,9 @@ def register(sub) -> None:
     p.add_argument("--no-ledger", action="store_true", help="do not journal fills (nothing is restored on a re-run)")
     p.add_argument("--strategy", default="BLUE", help="strategy name in the ledger (default BLUE)")
     p.add_argument("--progress", action="store_true", help="print one line per journal write")
+    p.add_argument("--risk", choices=("store", "defaults"), default="defaults",
+                   help="neutral defaults (APEX, Rm 1; default) or the survival stack from the feature store "
+                        "(DOLPHIN_FEATURE_STORE / DOLPHIN_HZ_*), aged against each bar close")
     p.set_defaults(func=cmd_paper)
 
     for mode, help_ in (("sandbox", "Binance USDT-M market data, simulated (paper) fills: no order reaches Binance"),
@@ -55,6 +58,21 @@ def cmd_paper(args) -> int:
 
     cfg = load_config(args.config)
     start, end = time_bounds(args.start, args.end)
+    risk_source = store = None
+    if args.risk == "store":
+        from runtime.risk import StoreRiskSource
+
+        opened = open_risk_store("paper")
+        if isinstance(opened, int):
+            return opened
+        store, where = opened
+        # bar clock: the replay's "now" is the bar close being decided, so ages (MC 6 h, book 30 s, DVOL
+        # recovery) run in market time, not in the minutes the replay takes; values stamped after the bar are
+        # look-ahead and count as missing; reads stay synchronous, so the same store gives the same run.
+        # No DOLPHIN_SAFETY / heartbeat: those are the live runtime's posture, not a replay's past one.
+        risk_source = StoreRiskSource(store, symbols=None, clock="bar", publish=False)
+        print(f"risk: survival stack from the feature store {where} (bar clock; DOLPHIN_SAFETY not published)",
+              flush=True)
     sink = None
     if not args.no_ledger:
         from dolphin.ledger.journal import FillJournal
@@ -62,19 +80,28 @@ def cmd_paper(args) -> int:
         from runtime.ledger import LedgerSink, session_id
 
         journal = FillJournal(args.ledger or ledger_path())
-        sink = LedgerSink(journal, args.strategy.upper(), session_id("paper", args.data, args.start, args.end, cfg),
-                          mode="paper", opening_capital=cfg.initial_capital,
-                          progress=sys.stdout if args.progress else None)
+        session = session_id("paper", args.data, args.start, args.end, cfg, args.risk)
+        sink = LedgerSink(journal, args.strategy.upper(), session, mode="paper", opening_capital=cfg.initial_capital,
+                          store=store, progress=sys.stdout if args.progress else None)
         if sink.restart:
             print(f"restarting: {sink.restored.describe()}", flush=True)
+        if risk_source is not None:
+            risk_source.attach(sink)  # the hot copy (runtime_paper) is re-created if the store loses it
     t0 = time.perf_counter()
-    r = run_replay(args.data, cfg, start_ms=start, end_ms=end, funding_dir=None if args.no_funding else "auto",
-                   keep_panel=args.compare, ledger=sink)
+    try:
+        r = run_replay(args.data, cfg, start_ms=start, end_ms=end, funding_dir=None if args.no_funding else "auto",
+                       keep_panel=args.compare, ledger=sink, risk=risk_source)
+    finally:
+        if risk_source is not None:
+            risk_source.close()
+            store.close()
     elapsed = time.perf_counter() - t0
     print(f"{cfg.name} paper replay on {args.data}: {len(r.symbols)} instruments, {r.bar_closes:,} bar closes "
           f"({r.bars:,} bars) through Nautilus in {r.wall_s:.1f} s ({elapsed:.1f} s with loading)")
     for note in r.notes:
         print(f"  {note}")
+    if risk_source is not None and risk_source.last is not None:
+        print(f"  risk at the last bar: {risk_source.last.breakdown.describe()}")
     print(trade_summary(r.trades, cfg.initial_capital))
     print(f"capital: strategy ledger {r.capital:,.2f} USDT; Nautilus account {r.account_balance:,.2f} USDT")
     if args.trades_csv:
@@ -102,8 +129,7 @@ def cmd_paper(args) -> int:
 
 def cmd_node(args) -> int:
     from dolphin.engine.config import load_config
-    from runtime.nodes import (DEFAULT_SYMBOLS, CredentialsError, NodeConfigError, NodeSettings, adapter_endpoints,
-                               build_node)
+    from runtime.nodes import DEFAULT_SYMBOLS, NodeConfigError, NodeSettings
 
     cfg = load_config(args.config)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
@@ -117,6 +143,17 @@ def cmd_node(args) -> int:
     if isinstance(ctx, int):
         return ctx
     sink, risk_source, capital = ctx
+    try:
+        return _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital)
+    finally:
+        if risk_source is not None:  # stop its refresher / publisher threads, then the store
+            risk_source.close()
+            risk_source.store.close()
+
+
+def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> int:
+    from runtime.nodes import CredentialsError, adapter_endpoints, build_node
+
     history = None
     if args.history:
         from dolphin.data import load_panel
@@ -148,6 +185,32 @@ def cmd_node(args) -> int:
     finally:
         node.dispose()
     return 0
+
+
+def open_risk_store(mode: str):
+    """The configured feature store behind the parsed-record near cache, checked reachable with one read,
+    and its description; or exit code 2 after one line on stderr naming the store."""
+    from dolphin.store import ACB_STATE, FEATURES, StoreUnavailableError, store_config_from_env
+
+    try:
+        where = store_config_from_env().describe()
+    except (ValueError, OSError) as e:  # a bad DOLPHIN_FEATURE_STORE, a data home that cannot be made
+        print(f"dolphin runtime {mode}: {e}", file=sys.stderr)
+        return 2
+    from dolphin.store import open_cached_store_from_env
+
+    store = None
+    try:
+        store = open_cached_store_from_env()
+        store.get(FEATURES, ACB_STATE)  # constructed is not reachable (an embedded file may be unreadable)
+    except StoreUnavailableError as e:
+        if store is not None:
+            store.close()
+        why = " ".join(str(e).split())
+        print(f"dolphin runtime {mode}: feature store {where} unreachable: {why} (the survival stack needs it; "
+              f"--risk defaults runs without it, for tests only)", file=sys.stderr)
+        return 2
+    return store, where
 
 
 def _node_ledger_and_risk(args, settings, symbols):
@@ -183,17 +246,14 @@ def _node_ledger_and_risk(args, settings, symbols):
         return 2
     risk_source = None
     if args.risk == "store":
-        from dolphin.store import StoreUnavailableError, open_store_from_env
-        from dolphin.store.nearcache import NearCachedStore
         from runtime.risk import StoreRiskSource
 
-        try:
-            store = NearCachedStore(open_store_from_env())
-        except StoreUnavailableError as e:
-            print(f"dolphin runtime {args.mode}: feature store unavailable: {e} (the survival stack needs it; "
-                  f"--risk defaults runs without it, for tests only)", file=sys.stderr)
-            return 2
-        risk_source = StoreRiskSource(store, symbols=symbols, clock="wall")
+        opened = open_risk_store(args.mode)
+        if isinstance(opened, int):
+            return opened
+        risk_source = StoreRiskSource(opened[0], symbols=symbols, clock="wall")
     sink = LedgerSink(journal, strategy, session, mode=args.mode, opening_capital=opening,
                       store=risk_source.store if risk_source else None, resimulate=False)
+    if risk_source is not None:
+        risk_source.attach(sink)  # runtime_<mode> is re-created from the journal if the store loses it
     return sink, risk_source, sink.restored.capital

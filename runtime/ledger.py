@@ -10,7 +10,10 @@ counted as confirmed and not written twice; events after the last acknowledged o
 Store (hot copy): after each event the strategy's capital and positions are published to
 ``DOLPHIN_STATE_<STRATEGY>`` under ``runtime_<mode>``. Store unavailable: the journal is still written, the
 session continues, and the gap (first/last failing event, count) is kept and reported; ``repopulate``
-writes the journal's state to the store again when it is back.
+writes the journal's state to the store again when it is back. A running session does that by itself:
+``republish_if_stale`` (called every few seconds by ``runtime.risk.StoreRiskSource.attach``) re-creates the
+key when it is missing (a cluster restart loses every key), malformed, or holds fewer of this session's
+events than the journal acknowledged (e.g. after a publish failed).
 """
 
 import hashlib
@@ -23,10 +26,11 @@ from dolphin.store import Record, StoreUnavailableError, iso_utc, state_map
 log = logging.getLogger("dolphin.runtime.ledger")
 
 
-def session_id(mode: str, data: str, start: str, end: str, cfg) -> str:
-    """Same command, same session (a restart continues it); another config or data set, another session."""
+def session_id(mode: str, data: str, start: str, end: str, cfg, risk: str = "defaults") -> str:
+    """Same command, same session (a restart continues it); another config, data set or risk source (other
+    inputs, other trades), another session. Default risk keeps the ids sessions had before the option."""
     h = hashlib.sha256(json.dumps(cfg.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{mode}:{data}:{start}..{end}:{cfg.name}-{h}"
+    return f"{mode}:{data}:{start}..{end}:{cfg.name}-{h}" + ("" if risk == "defaults" else f":risk-{risk}")
 
 
 class LedgerSink:
@@ -44,6 +48,10 @@ class LedgerSink:
         self.appended = 0
         self.store_gaps: list = []  # (event_id, error text)
         self.closed: Restored | None = None
+        r = self.restored
+        # the hot copy this sink last published (or would have): the journal's state of the session so far
+        self._last_rec = state_record(strategy, session, mode, r.capital, r.events, r.status,
+                                      r.events[-1].ts_ns // 1_000_000 if r.events else None)
 
     @property
     def restart(self) -> bool:
@@ -98,14 +106,41 @@ class LedgerSink:
     def _publish(self, event_id: str, ts_ms, capital: float, status: str) -> None:
         if self.store is None:
             return
+        rec = state_record(self.strategy, self.session, self.mode, capital, self._events, status, ts_ms)
+        self._last_rec = rec
         try:
-            self.store.put(state_map(self.strategy), f"runtime_{self.mode}",
-                           state_record(self.strategy, self.session, self.mode, capital, self._events, status, ts_ms))
+            self.store.put(state_map(self.strategy), f"runtime_{self.mode}", rec)
         except StoreUnavailableError as e:
             if not self.store_gaps:
                 log.warning("feature store unavailable at %s (%s): the ledger is still written; continuing",
                             event_id, e)
             self.store_gaps.append((event_id, str(e)))
+
+    def republish_if_stale(self) -> bool:
+        """Write this session's state again if the store lost it, or holds it malformed or behind the journal
+        (fewer events). Another session's state there is left alone (a later run owns the key now).
+        Compare-and-set: it never replaces a newer state written meanwhile by ``record``. Returns whether it
+        wrote; ``StoreUnavailableError`` propagates (the caller retries later)."""
+        if self.store is None:
+            return False
+        rec = self._last_rec
+        wrote = []
+
+        def stale(cur):
+            v = cur.value if cur is not None else None
+            if v is not None and (v.get("session") != self.session or not isinstance(v.get("events"), int)
+                                  or v["events"] >= rec.value["events"]):
+                return None
+            wrote.append(cur)
+            return rec
+
+        self.store.update(state_map(self.strategy), f"runtime_{self.mode}", stale)
+        if wrote:
+            why = "missing (or malformed)" if wrote[-1] is None else "behind the journal"
+            log.warning("%s/runtime_%s was %s: republished session %s from the journal (%d event(s), capital %.2f)",
+                        state_map(self.strategy), self.mode, why, self.session, rec.value["events"],
+                        rec.value["capital"])
+        return bool(wrote)
 
 
 def state_record(strategy: str, session: str, mode: str, capital: float, events, status: str, ts_ms) -> Record:

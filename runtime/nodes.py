@@ -57,6 +57,8 @@ class NodeSettings:
     bar_timeout_ms: int = 20_000  # process a bar set this long after its close even if incomplete
     log_level: str = "INFO"
     log_directory: str | None = None
+    scan_files: bool = True  # each live scan -> an Arrow file for the scan bridge (runtime.scan_files)
+    scan_dir: str | None = None  # default $DOLPHIN_HOME/scans (dolphin.scanner.writer.scan_dir)
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -147,7 +149,12 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
 
     scfg = DolphinStrategyConfig(symbols=tuple(settings.symbols), bar_ms=int(settings.bar_ms),
                                  engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms))
-    return DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal)
+    strategy = DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal)
+    if settings.scan_files:
+        from runtime.scan_files import ScanFileWriter
+
+        strategy.scan_files = ScanFileWriter(settings.scan_dir)
+    return strategy
 
 
 def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None):

@@ -149,6 +149,8 @@ class RuntimeLog:
 
 
 class DolphinStrategy(Strategy):
+    scan_files = None  # runtime.scan_files.ScanFileWriter: each scan -> an Arrow file (set by runtime.nodes)
+
     def __init__(self, config: DolphinStrategyConfig, *, risk_source: RiskSource | None = None,
                  history=None, funding: FundingSchedule | None = None, tradable=None,
                  capital: float | None = None, journal=None):
@@ -358,6 +360,7 @@ class DolphinStrategy(Strategy):
 
         # scan, regime, ranking buffers
         row = self._scanner.push(open_ms, self._close)
+        if self.scan_files is not None: self.scan_files.write(row)  # noqa: E701 (queued, off the decision path)
         vd = float(row.vel_div[0]) / self.N
         loadings = row.loadings[0, self._w_idx]
         vol_ok = self._regime_step()

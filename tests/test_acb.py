@@ -335,7 +335,9 @@ def test_concurrent_publishers_never_go_back_in_time(tmp_path):
     store = EmbeddedStore(path)
     seen = []
     handle = store.listen(FEATURES, lambda ev: seen.append(ev.record.timestamp_ms) if ev.key == ACB_STATE else None)
-    ctx = mp.get_context("fork")
+    # spawn, not fork: the listener's poller thread may hold SQLite's process-wide mutex at fork time, and
+    # the child would hang in sqlite3.connect
+    ctx = mp.get_context("spawn")
     go, results = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_publisher, args=(path, i, go, results)) for i in range(N_PROC)]
     for p in procs:

@@ -22,8 +22,8 @@ ENV_EXAMPLE = DOCKER / ".env.example"
 DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
-SERVICES = ("hazelcast", "management-center", "dagster-webserver", "dagster-daemon", "runtime")
-PROJECT_SERVICES = ("dagster-webserver", "dagster-daemon", "runtime")
+SERVICES = ("hazelcast", "management-center", "dagster-webserver", "dagster-daemon", "runtime", "bridge")
+PROJECT_SERVICES = ("dagster-webserver", "dagster-daemon", "runtime", "bridge")
 DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon")
 BINANCE_VARS = ("BINANCE_FUTURES_TESTNET_API_KEY", "BINANCE_FUTURES_TESTNET_API_SECRET",
                 "BINANCE_API_KEY", "BINANCE_API_SECRET")
@@ -152,7 +152,7 @@ def test_compose_takes_cluster_members_and_keys_from_the_environment(tmp_path):
 
 # ------------------------------------------------------------------------- compose file (as written)
 
-def test_compose_is_compose_spec_with_the_five_services():
+def test_compose_is_compose_spec_with_the_six_services():
     c = compose_raw()
     assert "version" not in c, "Compose Specification: no top-level version (docker-compose 1.29 and v2 accept it)"
     assert set(SERVICES) <= set(c["services"]), sorted(c["services"])
@@ -166,6 +166,12 @@ def test_hazelcast_images_are_pinned_5x():
     assert any(str(p).endswith(":5701") for p in s["hazelcast"]["ports"])
     assert any(str(p).endswith(":8080") for p in s["management-center"]["ports"])
     assert s["hazelcast"].get("healthcheck", {}).get("test"), "hazelcast needs a healthcheck"
+
+
+def test_hazelcast_member_sends_near_cache_invalidations_at_once():
+    # members batch invalidations (every 10 s by default): another client's write would stay invisible
+    opts = str(env_of(compose_raw()["services"]["hazelcast"]).get("JAVA_OPTS", "")).split()
+    assert "-Dhazelcast.map.invalidation.batch.enabled=false" in opts, opts
 
 
 def test_cluster_name_comes_from_env_everywhere():
@@ -246,6 +252,23 @@ def test_env_example_documents_every_variable_without_secret_values():
         var, default = m.group(1), m.group(2)
         if default is not None and default != "" and not SECRET_NAME.search(var):
             assert documented[var] == default, f"{var}: .env.example says {documented[var]!r}, compose {default!r}"
+
+
+def test_bridge_service_runs_the_scan_bridge_on_the_data_home(tmp_path):
+    """`dolphin bridge` in the project image, on the same DOLPHIN_HOME volume the runtime writes scans into."""
+    s = compose_raw()["services"]
+    b = s["bridge"]
+    assert b["command"] == ["dolphin", "bridge"]
+    assert b["image"] == s["runtime"]["image"] and "dolphin-home:/data/dolphin" in b["volumes"]
+    assert env_of(b)["DOLPHIN_HOME"] == env_of(s["runtime"])["DOLPHIN_HOME"] == "/data/dolphin"
+    assert b["restart"] == "unless-stopped" and b["depends_on"]["hazelcast"]["condition"] == "service_healthy"
+    assert not any(v in env_of(b) for v in BINANCE_VARS), "the bridge needs no exchange key"
+    resolved = compose_config(tmp_path)["services"]["bridge"]
+    assert resolved["environment"]["DOLPHIN_HOME"] == "/data/dolphin"
+    # the command is a real CLI entry (the image's console script `dolphin`)
+    from dolphin.cli import build_parser
+
+    assert build_parser().parse_args(b["command"][1:]).func.__name__ == "cmd_bridge"
 
 
 # ------------------------------------------------------------------------------------- Dockerfile

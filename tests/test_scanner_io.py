@@ -112,7 +112,7 @@ def test_cli_scan(tmp_path, capsys):
     # a sub-range re-scan with per-scan Arrow files reproduces the full-run rows bit for bit
     out2 = tmp_path / "out2"
     assert main(["scan", "--data", str(src), "--out", str(out2), "--start", "2024-01-03T10:00",
-                 "--end", "2024-01-03T10:20", "--arrow-files", "--no-progress"]) == 0
+                 "--end", "2024-01-03T10:20", "--arrow-files", str(out2 / "arrow"), "--no-progress"]) == 0
     part = read_scans(out2)
     assert len(part) == 5
     k = int(np.searchsorted(res.open_time, part.open_time[0]))

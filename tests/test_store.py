@@ -69,7 +69,9 @@ def _increment(path, n):
 def test_compare_and_set_across_processes_loses_no_update(tmp_path):
     path = tmp_path / "features.sqlite"
     EmbeddedStore(path)
-    ctx = mp.get_context("fork")
+    # spawn, not fork: a listener thread left running by an earlier test in this process can hold SQLite's
+    # process-wide mutex at fork time, and the child then hangs in sqlite3.connect
+    ctx = mp.get_context("spawn")
     procs = [ctx.Process(target=_increment, args=(path, 60)) for _ in range(4)]
     for p in procs:
         p.start()

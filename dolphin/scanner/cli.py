@@ -17,8 +17,9 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--start", help="first bar to emit: UTC date / date-time or unix ms (default: data start)")
     p.add_argument("--end", help="last bar to emit, inclusive; a date means the whole day (default: data end)")
-    p.add_argument("--arrow-files", action="store_true",
-                   help="also write one Arrow IPC file per scan to <out>/arrow/YYYY-MM-DD/scan_<ms>.arrow")
+    p.add_argument("--arrow-files", nargs="?", const="", default=None, metavar="DIR",
+                   help="also write one Arrow IPC file per scan to DIR/YYYY-MM-DD/scan_<ms>.arrow; DIR defaults "
+                        "to the folder the scan-file sensor and `dolphin bridge` watch ($DOLPHIN_HOME/scans)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -26,7 +27,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from dolphin.data.loader import load_panel
     from dolphin.scanner.core import WARMUP_BARS, scan
-    from dolphin.scanner.writer import time_bounds, write_day_parquet, write_scan_arrow
+    from dolphin.scanner.writer import scan_dir, time_bounds, write_day_parquet, write_scan_arrow
     from dolphin.timeutil import DAY_MS, fmt_ms
 
     start_ms, end_ms = time_bounds(args.start, args.end)
@@ -41,10 +42,10 @@ def run(args) -> int:
     t2 = time.perf_counter()
     out = Path(args.out).expanduser()
     paths = write_day_parquet(res, out)
-    if args.arrow_files and len(res):
+    arrow_dir = None if args.arrow_files is None else scan_dir(args.arrow_files or None)
+    if arrow_dir is not None and len(res):
         from tqdm import tqdm
 
-        arrow_dir = out / "arrow"
         for i in tqdm(range(len(res)), unit="file", desc="arrow", disable=args.no_progress):
             write_scan_arrow(res[i], arrow_dir)
     t3 = time.perf_counter()
@@ -56,6 +57,8 @@ def run(args) -> int:
     valid = res.valid.sum(axis=0)
     print(f"scan {args.data}: {res.n_assets} assets, {len(res)} bars "
           f"{fmt_ms(res.open_time[0])} .. {fmt_ms(res.open_time[-1])} UTC, {len(paths)} day file(s) -> {out}")
+    if arrow_dir is not None:
+        print(f"  {len(res)} per-scan Arrow file(s) -> {arrow_dir}/YYYY-MM-DD/")
     print("  valid bars:  " + ", ".join(f"w{w} {int(v)}" for w, v in zip(res.windows, valid)))
     print("  exact fallbacks: " + ", ".join(f"w{w} {n}" for w, n in fb.items()))
     if panel.issues:

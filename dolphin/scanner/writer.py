@@ -89,14 +89,15 @@ def from_table(table: pa.Table) -> ScanResult:
     )
 
 
-def _atomic_write(path: Path, write) -> Path:
+def _atomic_write(path: Path, write, fsync: bool = True) -> Path:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -126,19 +127,41 @@ def write_day_parquet(scans: ScanResult, out_dir, *, compression: str = "zstd") 
     return paths
 
 
-def write_scan_arrow(row: ScanResult, scan_dir) -> Path:
-    """Write one scan (a one-row ScanResult) to ``<scan_dir>/YYYY-MM-DD/scan_<timestamp>.arrow``."""
+# ---------------------------------------------------------------- per-scan files: ONE layout
+# The live scanner of the runtime (runtime/scan_files.py), `dolphin scan --arrow-files`, the Dagster scan-file
+# sensor / scan_latest asset and the scan bridge (`dolphin bridge`) all name files with these two functions.
+
+
+def scan_dir(path=None) -> Path:
+    """The folder of per-scan Arrow files: ``path`` if given, else ``$DOLPHIN_HOME/scans`` -- the folder the
+    scan-file sensor (``ScanDir``'s default) and the scan bridge watch and the runtime writes into."""
+    if path:
+        return Path(path).expanduser()
+    from dolphin.paths import data_home
+
+    return data_home() / "scans"
+
+
+def scan_file_path(root, open_ms: int, scan_ts: int) -> Path:
+    """``<root>/YYYY-MM-DD/scan_<scan_ts>.arrow``: the UTC day of the bar OPEN, named by the scan time (bar
+    close, ms). Watchers never order by the name (``dolphin.scan_files``: by mtime)."""
+    return Path(root) / day_str(int(open_ms)) / f"scan_{int(scan_ts)}.arrow"
+
+
+def write_scan_arrow(row: ScanResult, scan_dir, *, fsync: bool = True) -> Path:
+    """Write one scan (a one-row ScanResult) to ``scan_file_path(scan_dir, ...)`` =
+    ``<scan_dir>/YYYY-MM-DD/scan_<timestamp>.arrow``, atomically (temporary name, then rename)."""
     if len(row) != 1:
         raise ValueError(f"write_scan_arrow takes one scan, got {len(row)} rows")
-    day_dir = Path(scan_dir) / day_str(row.open_time[0])
-    day_dir.mkdir(parents=True, exist_ok=True)
+    path = scan_file_path(scan_dir, row.open_time[0], row.timestamp[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
     table = to_table(row)
 
     def write(f):
         with pa.ipc.new_file(f, table.schema) as w:
             w.write_table(table)
 
-    return _atomic_write(day_dir / f"scan_{int(row.timestamp[0])}.arrow", write)
+    return _atomic_write(path, write, fsync=fsync)
 
 
 def read_scan_arrow(path) -> ScanResult:

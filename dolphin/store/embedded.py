@@ -109,6 +109,9 @@ class _Poller:
 
 
 class EmbeddedStore(FeatureStore):
+    # no cache: every get reads the file, so another process's committed write is seen by the next read
+    staleness_bound_s = 0.0
+
     def __init__(self, path, *, poll_interval: float = 0.05, read_timeout: float = 5.0,
                  write_timeout: float = 30.0, keep_changes: int = 2_000):
         self.path = Path(path)

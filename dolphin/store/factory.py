@@ -8,6 +8,10 @@ variables, read once in ``dolphin_assets.settings``)::
     hazelcast: DOLPHIN_HZ_MEMBERS (comma-separated, default 127.0.0.1:5701), DOLPHIN_HZ_CLUSTER (default
                dolphin); credentials, TLS and timeouts from the other DOLPHIN_HZ_* variables
                (``dolphin.store.hazelcast``)
+
+``open_cached_store`` / ``open_cached_store_from_env``: the same store under the parsed-record near cache
+(``dolphin.store.nearcache``), over an UNCACHED adapter (Hazelcast near cache off) so that entry events are
+never overtaken by a lagging inner cache. Its ``staleness_bound_s`` is ``max_age_s``.
 """
 
 import os
@@ -73,3 +77,26 @@ def open_store_from_env(env=None, **hazelcast_kw) -> FeatureStore:
     """The feature store the environment configures (module docstring)."""
     cfg = store_config_from_env(env)
     return open_store(cfg.kind, path=cfg.path, members=cfg.members, cluster=cfg.cluster, **hazelcast_kw)
+
+
+def open_cached_store(kind: str, *, path=None, members=None, cluster: str | None = None, max_age_s: float = 1.0,
+                      maps=None, **hazelcast_kw) -> FeatureStore:
+    """``open_store`` under a ``NearCachedStore`` (``maps``: default DOLPHIN_FEATURES only). The adapter is
+    opened without its own near cache: two caches invalidated by different paths (entry events vs the
+    member's batched invalidations) could re-cache an old value."""
+    from dolphin.store.nearcache import NearCachedStore
+
+    if kind == "hazelcast":
+        hazelcast_kw["near_cache"] = False
+    inner = open_store(kind, path=path, members=members, cluster=cluster, **hazelcast_kw)
+    try:
+        return NearCachedStore(inner, max_age_s=max_age_s, **({} if maps is None else {"maps": maps}))
+    except BaseException:
+        inner.close()
+        raise
+
+
+def open_cached_store_from_env(env=None, **kw) -> FeatureStore:
+    """``open_store_from_env`` under the parsed-record near cache (``open_cached_store``)."""
+    cfg = store_config_from_env(env)
+    return open_cached_store(cfg.kind, path=cfg.path, members=cfg.members, cluster=cfg.cluster, **kw)

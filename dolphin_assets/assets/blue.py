@@ -11,14 +11,15 @@ import pandas as pd
 from dagster import (AssetDep, AssetExecutionContext, AssetIn, AssetOut, Config, Failure, MetadataValue, Output,
                      asset, multi_asset)
 
-from dolphin.daily import day_start_ms, opening, run_day
+from dolphin.daily import opening, run_day
 from dolphin.ledger import LedgerError
 from dolphin.scanner import read_scans
-from dolphin.store import STATE_LATEST, Record, iso_utc, pnl_map, publish_if_newer, state_map
+from dolphin.store import STATE_LATEST, Record, pnl_map, publish_if_newer, state_map
+from dolphin.store.records import pnl_record, state_record
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
-from dolphin_assets.publish import ledger_is_newer, num, publish_or_gap
+from dolphin_assets.publish import ledger_is_newer, publish_or_gap
 from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, STRATEGY
 
@@ -115,17 +116,13 @@ def _ledger_frame(rows) -> pd.DataFrame:
 
 def _publish_hot_copy(store, state: Record, current, day: str) -> bool:
     """DOLPHIN_STATE_BLUE/latest (compare-and-set by ledger sequence) and DOLPHIN_PNL_BLUE/<day>; days voided
-    by a rebase leave the hot copy too."""
+    by a rebase leave the hot copy too. The records are dolphin.store.records' (rehydration rebuilds the same
+    ones from the ledger)."""
     published = publish_if_newer(store, state_map(STRATEGY), STATE_LATEST, state, newer=ledger_is_newer)
     pmap = pnl_map(STRATEGY)
     for e in current:
         if e.day == day:
-            r = e.record
-            store.put(pmap, day, Record({
-                "strategy": STRATEGY, "day": day, "version": e.version, "opening_equity": r.opening_equity,
-                "closing_equity": r.closing_equity, "capital": r.closing_capital, "pnl": num(e.pnl),
-                "return": num(e.ret), "trades": r.n_trades, "wins": sum(t["pnl"] > 0 for t in r.trades),
-                "peak": e.peak, "drawdown": e.drawdown}, iso_utc(day_start_ms(day) + DAY_MS)))
+            store.put(pmap, day, pnl_record(STRATEGY, e))
     live = {e.day for e in current}
     for k in store.keys(pmap):
         if k not in live:
@@ -147,9 +144,7 @@ def capital_ledger_blue(context: AssetExecutionContext, ledger: Ledger,
                                   f"materialise daily_pnl_blue for {day} first")
     current = book.current(STRATEGY)
     last, seq = current[-1], book.last_seq()
-    state = Record({"strategy": STRATEGY, "day": last.day, "capital": last.record.closing_capital,
-                    "equity": last.record.closing_equity, "peak": last.peak, "drawdown": last.drawdown,
-                    "ledger_seq": seq}, iso_utc(day_start_ms(last.day) + DAY_MS))
+    state = state_record(STRATEGY, last, seq)
     # the ledger (the truth) is written already; an unavailable store only leaves a reported gap
     published, gap = publish_or_gap(context, f"{STRATEGY} state/pnl",
                                     lambda: _publish_hot_copy(feature_store.open(), state, current, day))

@@ -4,11 +4,9 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset, define_asset_job
 
-from dolphin.scanner import read_scan_arrow
-from dolphin.store import FEATURES, SCAN_LATEST, publish_if_newer
-from dolphin_assets.publish import num, scan_is_newer, scan_record
+from dolphin_assets.publish import num
 from dolphin_assets.resources import FeatureStoreResource, ScanDir
-from dolphin_assets.scan_files import apply_acb_scans, check_arrow, newest_complete
+from dolphin_assets.scan_files import check_arrow, newest_complete, publish_scan_file
 
 
 class ScanLatestConfig(Config):
@@ -30,12 +28,10 @@ def scan_latest(context: AssetExecutionContext, config: ScanLatestConfig, scan_d
     why = check_arrow(path) if path.exists() else "file not found"
     if why:
         raise Failure(description=f"scan file {path}: {why}")
-    row = read_scan_arrow(path)
-    rec = scan_record(row, -1, str(path))
-    store = feature_store.open()
-    published = publish_if_newer(store, FEATURES, SCAN_LATEST, rec, newer=scan_is_newer)
-    # per-scan ACB update (compare-and-set; steps through every scan since the stored state, see scan_files)
-    acb_steps, acb_note = apply_acb_scans(store, scan_dir.dir(), int(row.timestamp[-1]))
+    # scan_latest (publish_if_newer in scan order) + the per-scan ACB step (compare-and-set; every scan since
+    # the stored state): the same function the scan bridge (`dolphin bridge`) calls, so both store the same records
+    out = publish_scan_file(feature_store.open(), scan_dir.dir(), path)
+    row, rec, published, acb_steps, acb_note = out.row, out.record, out.published, out.acb_steps, out.acb_note
     return MaterializeResult(metadata={"file": str(path), "scan_time": rec.timestamp,
                                        "vel_div": num(row.vel_div[-1]) or 0.0, "published": published,
                                        "note": "published" if published else "the store already holds a newer scan",

@@ -10,7 +10,7 @@ from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet
 from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, publish_if_newer
 from dolphin.timeutil import DAY_MS, fmt_ms
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.publish import num, publish_or_gap, scan_is_newer, scan_record
+from dolphin_assets.publish import keep_published, num, publish_or_gap, scan_is_newer, scan_record
 from dolphin_assets.resources import FeatureStoreResource, MarketData, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG
 
@@ -104,6 +104,7 @@ def vol_regime(context: AssetExecutionContext, market_bars, feature_store: Featu
                  iso_utc(int(panel.close_time[-1])))
     published, gap = publish_or_gap(context, "vol_regime",
                                     lambda: publish_if_newer(feature_store.open(), FEATURES, VOL_REGIME, rec))
+    keep_published(context.log, FEATURES, VOL_REGIME, rec)
     context.add_output_metadata({"regime_ok_bars": int(reg.ok[lo:].sum()), "bars": len(df),
                                  "published_vol_regime": published, "store_gap": gap})
     return df

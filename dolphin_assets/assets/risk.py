@@ -30,12 +30,12 @@ from dolphin.exf.indicators import INDICATOR_NAMES
 from dolphin.mc.forewarner import MCConfig, forewarn
 from dolphin.mc.variants import engine_daily_variants, history_bars as mc_history_bars
 from dolphin.scanner import read_scans, scan
-from dolphin.store import (ESOF_LATEST, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, iso_utc,
+from dolphin.store import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, iso_utc,
                            publish_if_newer)
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.publish import num, publish_or_gap
+from dolphin_assets.publish import keep_published, num, publish_or_gap
 from dolphin_assets.resources import ExfSource, FeatureStoreResource, MarketData, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, SETTINGS
 
@@ -77,8 +77,10 @@ def exf(context: AssetExecutionContext, exf_source: ExfSource, feature_store: Fe
     row.update(non_null_count=snap.non_null_count, as_of=snap.timestamp, source=exf_source.kind)
     df = pd.DataFrame([row])
     df.insert(0, "day", day_column(context, 1))
+    rec = snap.to_store_record()
     published, gap = publish_or_gap(context, "exf_latest", lambda: publish_if_newer(
-        feature_store.open(), FEATURES, EXF_LATEST, snap.to_store_record()))
+        feature_store.open(), FEATURES, EXF_LATEST, rec))
+    keep_published(context.log, FEATURES, EXF_LATEST, rec)
     context.add_output_metadata({
         "non_null_count": snap.non_null_count, "indicators": len(INDICATOR_NAMES), "as_of": snap.timestamp,
         "source": exf_source.kind, "dvol_btc": num(row["dvol_btc"]) if math.isfinite(row["dvol_btc"]) else "missing",
@@ -101,6 +103,7 @@ def esof(context: AssetExecutionContext, feature_store: FeatureStoreResource) ->
     ts = value.pop("timestamp")
     published, gap = publish_or_gap(context, "esof_latest", lambda: publish_if_newer(
         feature_store.open(), FEATURES, ESOF_LATEST, Record(value, ts)))
+    keep_published(context.log, FEATURES, ESOF_LATEST, Record(value, ts))
     df = pd.DataFrame([{k: v for k, v in rec.items() if k != "date"}])
     df.insert(0, "day", day_column(context, 1))
     context.add_output_metadata({"timestamp": ts, "weekday": rec["weekday_name"],
@@ -152,6 +155,7 @@ def acb_state(context: AssetExecutionContext, exf_source: ExfSource, scan_dir: S
     day = context.partition_key
     st = acb_for_day(exf_source, scan_dir.dir(), day)
     published, gap = publish_or_gap(context, "acb_state", lambda: publish_acb(feature_store.open(), st))
+    keep_published(context.log, FEATURES, ACB_STATE, st.to_record())
     row = {"boost": st.boost, "beta": st.beta, "exf_score": st.exf_score, "exf_coverage": st.exf_coverage,
            "regime_score": st.regime_score, "regime_days": st.regime_days,
            "w750_value": np.nan if st.w750_value is None else st.w750_value,
@@ -225,6 +229,7 @@ def mc_envelope(context: AssetExecutionContext, config: MCEnvelopeConfig, market
     rec = Record({**rec.value, "window_start": day_str(start_ms), "window_end_exclusive": end_day}, rec.timestamp)
     published, gap = publish_or_gap(context, "mc_forewarner_latest", lambda: publish_if_newer(
         feature_store.open(), FEATURES, MC_FOREWARNER_LATEST, rec))
+    keep_published(context.log, FEATURES, MC_FOREWARNER_LATEST, rec)
     mean_ret = returns.mean(axis=1)
     return MaterializeResult(metadata={
         "status": env.status, "catastrophic_prob": env.catastrophic_prob, "envelope_score": env.envelope_score,

@@ -77,7 +77,9 @@ class ScanDir(ConfigurableResource):
     path: str = Field(default="", description="default <data home>/scans")
 
     def dir(self) -> Path:
-        return _under_home(self.path, "scans")
+        from dolphin.scanner.writer import scan_dir  # the one scan-file layout (runtime, CLI, bridge)
+
+        return scan_dir(self.path or None)
 
 
 class Ledger(ConfigurableResource):

@@ -13,18 +13,19 @@ SETTLE_SECONDS = 30.0  # an unparsable file untouched this long is corrupt, youn
         description="Watches <scan_dir>/YYYY-MM-DD/scan_*.arrow; one run per poll with new complete files "
                     "(publishing the newest), cursor by (mtime, name).")
 def scan_files_sensor(context: SensorEvaluationContext, scan_dir: ScanDir):
-    p = poll(scan_dir.dir(), Cursor.from_json(context.cursor), settle_s=SETTLE_SECONDS)
+    folder = scan_dir.dir()  # dolphin.scanner.writer.scan_dir: where the runtime and `dolphin scan --arrow-files` write
+    p = poll(folder, Cursor.from_json(context.cursor), settle_s=SETTLE_SECONDS)
     for f, why in p.corrupt:
-        context.log.warning(f"corrupt scan file skipped: {f.rel}: {why}")
+        context.log.warning(f"corrupt scan file skipped: {f.rel}: {why} (in {folder})")
     corrupt = ",".join(f.rel for f, _ in p.corrupt)[:1000]
     if p.newest is None:
         parts = [f"{len(p.partial)} partial file(s) waiting"] if p.partial else []
         if p.corrupt:
             parts.append(f"corrupt file(s) skipped: {corrupt}")
-        why = "no new complete scan file" + (": " + "; ".join(parts) if parts else "")
+        why = f"no new complete scan file in {folder}" + (": " + "; ".join(parts) if parts else "")
         return SensorResult(skip_reason=SkipReason(why), cursor=p.cursor.to_json())
     f = p.newest
-    tags = {"dolphin/scan_file": f.rel, "dolphin/new_scan_files": str(len(p.ready))}
+    tags = {"dolphin/scan_file": f.rel, "dolphin/scan_dir": str(folder), "dolphin/new_scan_files": str(len(p.ready))}
     if corrupt:
         tags["dolphin/corrupt_skipped"] = corrupt
     req = RunRequest(run_key=f"{f.rel}@{f.mtime_ns}", tags=tags,
