@@ -1,6 +1,5 @@
 """Alignment rules, each on REAL candles with one defect introduced; exact timestamps and actions asserted."""
 
-import time
 
 import numpy as np
 import pytest
@@ -478,19 +477,6 @@ def test_real_spot_set_full_window_no_gaps():
         j = col(p, sym)
         np.testing.assert_array_equal(p.close[:, j], raw[sym].close[: p.n_bars])
         np.testing.assert_array_equal(p.volume[:, j], raw[sym].volume[: p.n_bars])
-
-
-@pytest.mark.slow
-def test_real_spot_set_load_and_align_fast():
-    # CPU time (all threads): robust to other jobs on a shared CI box, still catches any per-bar Python loop
-    cpu = min(_cpu_seconds(lambda: load_panel("spot-5m-2024")) for _ in range(3))
-    assert cpu < 1.0, f"load+align of spot-5m-2024 took {cpu:.2f}s of CPU"
-
-
-def _cpu_seconds(fn):
-    t0 = time.process_time()
-    fn()
-    return time.process_time() - t0
 
 
 @pytest.mark.slow
