@@ -152,7 +152,7 @@ def cmd_node(args) -> int:
 
 
 def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> int:
-    from runtime.nodes import CredentialsError, adapter_endpoints, build_node
+    from runtime.nodes import CredentialsError, adapter_endpoints, build_node, missing_credentials
 
     history = None
     if args.history:
@@ -161,8 +161,13 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> 
 
         full = load_panel(args.history, symbols=list(symbols))
         history = full.slice_bars(max(0, full.n_bars - warmup_bars(cfg)), full.n_bars)
+    missing = missing_credentials(settings)
+    if missing and args.dry_run:  # names only, never values; a real start refuses (CredentialsError below)
+        print(f"dolphin: warning: {' and '.join(missing)} not set: dry run built with placeholder credentials; "
+              f"`dolphin runtime {args.mode}` without --dry-run refuses to start without them", file=sys.stderr)
     try:
-        node = build_node(settings, history=history, capital=capital, risk_source=risk_source, journal=sink)
+        node = build_node(settings, history=history, capital=capital, risk_source=risk_source, journal=sink,
+                          dry_run=args.dry_run)
     except CredentialsError as e:
         print(f"dolphin: error: {e}", file=sys.stderr)
         return 2

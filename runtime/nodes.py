@@ -17,9 +17,13 @@ Credentials come ONLY from the environment, under the names the Nautilus Binance
 itself (``BINANCE_API_KEY`` / ``BINANCE_API_SECRET``; ``BINANCE_FUTURES_TESTNET_API_KEY`` /
 ``BINANCE_FUTURES_TESTNET_API_SECRET`` on testnet). They are checked for presence here and never put
 into any config object: Nautilus configs print every field in their repr and log them at start-up,
-so a key in a config would be a key in the logs. The adapter reads them when it creates its HTTP
-client. The sandbox checks for a key as well (a read-only key is enough), although since
-NautilusTrader 1.231 the Binance data client itself reads public market data without one.
+so a key in a config would be a key in the logs. The adapter's execution client reads them when it
+creates its HTTP client. Only ``live`` needs them: in NautilusTrader 1.231 the Binance DATA client
+never reads the environment (its HTTP client gets the config's key, None here, and the instrument
+provider then uses fee tier 0) and the sandbox's execution client is simulated, so a sandbox node
+would not use a key even if one were set. A ``live`` dry run (``build_node(..., dry_run=True)``)
+builds without them: the execution client gets the placeholder ``DRY_RUN_PLACEHOLDER`` (never a
+real key, which stays in the environment) and the caller reports the missing variables by name.
 
 Building a node here never connects: ``build_node`` constructs and builds it; ``node.run()`` (only
 from ``dolphin runtime sandbox|live --run``) is what connects.
@@ -79,11 +83,19 @@ def credential_env_vars(testnet: bool) -> tuple[str, str]:
     return "BINANCE_API_KEY", "BINANCE_API_SECRET"
 
 
-def check_credentials(settings: NodeSettings, environ=None) -> tuple[str, str]:
-    """Raise ``CredentialsError`` naming every missing variable; return the variable names."""
+def missing_credentials(settings: NodeSettings, environ=None) -> tuple[str, ...]:
+    """Names (never values) of the credential variables the mode needs and the environment lacks
+    (blank counts as missing). ``sandbox`` needs none (see the module doc)."""
+    if settings.mode != "live":
+        return ()
     env = os.environ if environ is None else environ
+    return tuple(n for n in credential_env_vars(settings.testnet) if not env.get(n, "").strip())
+
+
+def check_credentials(settings: NodeSettings, environ=None) -> tuple[str, str]:
+    """Raise ``CredentialsError`` naming every missing variable the mode needs; return the variable names."""
     names = credential_env_vars(settings.testnet)
-    missing = [n for n in names if not env.get(n, "").strip()]
+    missing = missing_credentials(settings, environ)
     if missing:
         where = "Binance USDT-M futures testnet" if settings.testnet else "Binance USDT-M futures (production)"
         raise CredentialsError(
@@ -92,8 +104,12 @@ def check_credentials(settings: NodeSettings, environ=None) -> tuple[str, str]:
     return names
 
 
-def build_node_config(settings: NodeSettings):
-    """The ``TradingNodeConfig`` (no credentials in it; see the module doc)."""
+DRY_RUN_PLACEHOLDER = "DRY_RUN_PLACEHOLDER"  # what a live dry run without keys gives the exec client
+
+
+def build_node_config(settings: NodeSettings, *, placeholder_credentials: bool = False):
+    """The ``TradingNodeConfig`` (no credentials in it; see the module doc). ``placeholder_credentials``:
+    live dry run only, the execution client gets ``DRY_RUN_PLACEHOLDER`` so it can be built without keys."""
     from nautilus_trader.adapters.binance.common.enums import BinanceAccountType, BinanceEnvironment
     from nautilus_trader.adapters.binance.config import BinanceDataClientConfig, BinanceExecClientConfig
     from nautilus_trader.adapters.binance.futures.enums import BinanceFuturesMarginType
@@ -111,7 +127,8 @@ def build_node_config(settings: NodeSettings):
             account_type=BinanceAccountType.USDT_FUTURES, environment=env, instrument_provider=provider,
             futures_leverages={s: int(settings.leverage) for s in settings.symbols},
             futures_margin_types={s: BinanceFuturesMarginType.ISOLATED for s in settings.symbols},
-            use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000)
+            use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000,
+            **({"api_key": DRY_RUN_PLACEHOLDER, "api_secret": DRY_RUN_PLACEHOLDER} if placeholder_credentials else {}))
     else:
         capital = settings.engine.initial_capital if settings.capital is None else settings.capital
         exec_cfg = SandboxExecutionClientConfig(
@@ -157,11 +174,15 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
     return strategy
 
 
-def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None):
+def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None,
+               dry_run: bool = False):
     """Check credentials, construct and build the node with its DolphinStrategy. Does not connect:
     the caller runs it (``node.run()``) and disposes it (``node.dispose()``, which closes its loop,
-    hence a fresh event loop per node)."""
-    check_credentials(settings)  # the adapter reads os.environ itself: check exactly that
+    hence a fresh event loop per node). ``dry_run``: the node will not be run, so missing credentials
+    do not stop the build (placeholders; the caller warns with ``missing_credentials``)."""
+    missing = missing_credentials(settings)  # the adapter reads os.environ itself: check exactly that
+    if not dry_run:
+        check_credentials(settings)
     import asyncio
 
     from nautilus_trader.adapters.binance.factories import (BinanceLiveDataClientFactory,
@@ -171,7 +192,7 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
 
     if loop is None:
         loop = asyncio.new_event_loop()
-    node = TradingNode(config=build_node_config(settings), loop=loop)
+    node = TradingNode(config=build_node_config(settings, placeholder_credentials=bool(missing)), loop=loop)
     node.add_data_client_factory(VENUE.value, BinanceLiveDataClientFactory)
     node.add_exec_client_factory(VENUE.value, BinanceLiveExecClientFactory if settings.mode == "live"
                                  else SandboxLiveExecClientFactory)

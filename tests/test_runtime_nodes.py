@@ -104,9 +104,52 @@ def test_missing_credentials_name_the_variable(testnet, no_keys, monkeypatch):
     monkeypatch.setenv(secret_var, "   ")  # blank is missing, not a credential
     with pytest.raises(CredentialsError):
         check_credentials(s)
-    # the sandbox needs them too (DOLPHIN's rule: Nautilus 1.231's data client would read public data without)
+    assert check_credentials(NodeSettings(mode="sandbox", testnet=testnet)) == (key_var, secret_var)  # none needed
+
+
+@pytest.mark.parametrize("with_keys", [False, True])
+def test_sandbox_needs_no_credentials_and_uses_none(with_keys, no_keys, monkeypatch):
+    """Nautilus 1.231's Binance data client never reads the environment (public market data, fee tier 0)
+    and the sandbox's fills are simulated: a sandbox node builds for a real start without keys, and
+    holds no key even when the environment has one."""
+    if with_keys:
+        for testnet in (True, False):
+            k, s = credential_env_vars(testnet)
+            monkeypatch.setenv(k, KEY)
+            monkeypatch.setenv(s, SECRET)
+    node = build_node(NodeSettings(mode="sandbox", testnet=False, symbols=("BTCUSDT", "ETHUSDT"),
+                                   log_level="ERROR"))
+    try:
+        (data,) = node.kernel.data_engine._clients.values()
+        (ex,) = node.kernel.exec_engine._clients.values()
+        assert data._http_client.api_key is None and data._http_client._secret is None
+        assert type(ex).__name__ == "SandboxExecutionClient"
+    finally:
+        node.dispose()
+
+
+def test_live_dry_run_builds_without_credentials_real_start_refuses(no_keys, monkeypatch):
+    from runtime.nodes import DRY_RUN_PLACEHOLDER, missing_credentials
+
+    s = NodeSettings(mode="live", testnet=True, symbols=("BTCUSDT", "ETHUSDT"), log_level="ERROR")
+    assert missing_credentials(s) == credential_env_vars(True)
     with pytest.raises(CredentialsError):
-        build_node(NodeSettings(mode="sandbox", testnet=testnet))
+        build_node(s)
+    node = build_node(s, dry_run=True)
+    try:
+        (ex,) = node.kernel.exec_engine._clients.values()
+        assert ex._http_client.api_key == DRY_RUN_PLACEHOLDER and not node.kernel.trader.is_running
+    finally:
+        node.dispose()
+    key_var, secret_var = credential_env_vars(True)
+    monkeypatch.setenv(key_var, KEY)
+    monkeypatch.setenv(secret_var, SECRET)
+    node = build_node(s, dry_run=True)  # keys present: no placeholder, the adapter reads the environment
+    try:
+        (ex,) = node.kernel.exec_engine._clients.values()
+        assert ex._http_client.api_key == KEY
+    finally:
+        node.dispose()
 
 
 def test_bad_settings_are_refused():
@@ -177,13 +220,21 @@ def _cli(*argv):
     return args.func(args)
 
 
-def test_cli_refuses_without_keys(no_keys, capsys):
-    for mode in ("sandbox", "live"):
-        assert _cli("runtime", mode, "--dry-run") == 2
+def test_cli_dry_run_without_keys_warns_real_live_start_refuses(no_keys, capsys):
+    assert _cli("runtime", "sandbox", "--dry-run", "--log-level", "ERROR") == 0  # sandbox needs no keys
+    out = capsys.readouterr()
+    assert "sandbox node built" in out.out and "BINANCE_" not in out.err
+    assert _cli("runtime", "live", "--dry-run", "--log-level", "ERROR") == 0
+    out = capsys.readouterr()
+    assert "live node built" in out.out and "not connecting" in out.out
+    assert "warning" in out.err and "BINANCE_FUTURES_TESTNET_API_KEY and BINANCE_FUTURES_TESTNET_API_SECRET" in out.err
+    assert _cli("runtime", "live", "--venue", "production", "--dry-run", "--log-level", "ERROR") == 0
+    assert "BINANCE_API_KEY and BINANCE_API_SECRET" in capsys.readouterr().err
+    for venue in ("testnet", "production"):  # a real live start refuses before building anything
+        assert _cli("runtime", "live", "--venue", venue, "--log-level", "ERROR") == 2
         err = capsys.readouterr().err
-        assert "BINANCE_FUTURES_TESTNET_API_SECRET" in err and "BINANCE_FUTURES_TESTNET_API_KEY" in err
-    assert _cli("runtime", "live", "--venue", "production", "--dry-run") == 2
-    assert "BINANCE_API_SECRET" in capsys.readouterr().err
+        assert "missing" in err and ("BINANCE_API_SECRET" if venue == "production" else
+                                     "BINANCE_FUTURES_TESTNET_API_SECRET") in err
 
 
 def test_cli_dry_run_builds_without_connecting(keys, capsys):
