@@ -46,6 +46,7 @@ def register(sub) -> None:
         n.add_argument("--ledger", default=None, help="SQLite ledger (default <data home>/ledger/ledger.sqlite)")
         n.add_argument("--strategy", default="BLUE", help="strategy name in the ledger (default BLUE)")
         n.add_argument("--dry-run", action="store_true", help="build the node and exit without connecting")
+        _add_endpoint_args(n)
         n.set_defaults(func=cmd_node, mode=mode)
     rt.set_defaults(func=lambda args: (rt.print_help(), 2)[1])
 
@@ -135,7 +136,8 @@ def cmd_node(args) -> int:
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
     try:
         settings = NodeSettings(mode=args.mode, testnet=args.venue == "testnet", symbols=symbols, engine=cfg,
-                                capital=args.capital, log_level=args.log_level)
+                                capital=args.capital, log_level=args.log_level, **_endpoint_settings(args),
+                                **({} if args.bar_timeout_ms is None else {"bar_timeout_ms": args.bar_timeout_ms}))
     except NodeConfigError as e:
         print(f"dolphin runtime {args.mode}: {e}", file=sys.stderr)
         return 2
@@ -152,7 +154,7 @@ def cmd_node(args) -> int:
 
 
 def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> int:
-    from runtime.nodes import CredentialsError, adapter_endpoints, build_node, missing_credentials
+    from runtime.nodes import CredentialsError, build_node, missing_credentials, node_endpoints
 
     history = None
     if args.history:
@@ -176,8 +178,8 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> 
     print(f"{cfg.name} {args.mode} node built: Binance USDT-M {where} market data, {what}; "
           f"{len(symbols)} instruments: {', '.join(symbols)}; "
           f"warm-up: {'from ' + args.history if history is not None else 'none (entries wait for a warm regime)'}")
-    ep = adapter_endpoints(settings.testnet)
-    print(f"endpoints (the Nautilus adapter's defaults): REST {ep['http']}; WebSocket klines {ep['ws_market']}, "
+    ep = node_endpoints(settings)
+    print(f"endpoints ({_endpoints_origin(ep)}): REST {ep['http']}; WebSocket klines {ep['ws_market']}, "
           f"depth {ep['ws_public']}" + (f", user data {ep['ws_private']}" if args.mode == "live" else ""))
     print(f"ledger: {sink.restored.describe() if sink.restart else 'new session ' + sink.session}; capital "
           f"{capital:,.2f}; risk: {'survival stack from the feature store' if risk_source else 'defaults'}")
@@ -190,6 +192,48 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> 
     finally:
         node.dispose()
     return 0
+
+
+ENDPOINT_ENV = {"base_url": "DOLPHIN_BINANCE_BASE_URL", "http_url": "DOLPHIN_BINANCE_HTTP_URL",
+                "ws_market_url": "DOLPHIN_BINANCE_WS_MARKET_URL", "ws_private_url": "DOLPHIN_BINANCE_WS_PRIVATE_URL"}
+
+
+def _add_endpoint_args(n) -> None:
+    """Base URLs: configuration only (a flag, else its environment variable, else the adapter's default)."""
+    n.add_argument("--base-url", default=None, metavar="URL",
+                   help="one origin serving Binance USD-M REST and the routed WebSocket streams, e.g. a local "
+                        "`dolphin venue` at http://127.0.0.1:8765 (REST there, klines on ws://.../market, user "
+                        f"data on ws://.../private; env {ENDPOINT_ENV['base_url']})")
+    n.add_argument("--http-url", default=None, metavar="URL",
+                   help=f"REST base URL (env {ENDPOINT_ENV['http_url']}; overrides --base-url)")
+    n.add_argument("--ws-market-url", default=None, metavar="URL",
+                   help=f"WebSocket base for klines, the /market route (env {ENDPOINT_ENV['ws_market_url']})")
+    n.add_argument("--ws-private-url", default=None, metavar="URL",
+                   help=f"WebSocket base for user data, the /private route (live; env {ENDPOINT_ENV['ws_private_url']})")
+    n.add_argument("--bar-timeout-ms", type=int, default=None, metavar="MS",
+                   help="decide a bar set this long after its close even if incomplete (default 20000; 0 = only "
+                        "when the next bar arrives: accelerated replays, whose bar times are far behind the clock)")
+
+
+def _endpoint_settings(args, environ=None) -> dict:
+    """``NodeSettings`` endpoint fields from the flags / environment; empty = the adapter's defaults.
+    Raises ``NodeConfigError`` for a malformed base URL."""
+    import os
+
+    from runtime.nodes import routed_urls
+
+    env = os.environ if environ is None else environ
+    val = {k: (getattr(args, k, None) or env.get(var, "").strip() or None) for k, var in ENDPOINT_ENV.items()}
+    base = val.pop("base_url")
+    out = routed_urls(base) if base else {}
+    out.update({k: v for k, v in val.items() if v})
+    return out
+
+
+def _endpoints_origin(ep: dict) -> str:
+    if not ep["configured"]:
+        return "the Nautilus adapter's defaults"
+    return f"configured: {', '.join(ep['configured'])}"
 
 
 def open_risk_store(mode: str):
@@ -231,7 +275,9 @@ def _node_ledger_and_risk(args, settings, symbols):
 
     journal = FillJournal(args.ledger or ledger_path())
     strategy = args.strategy.upper()
-    venue = "testnet" if settings.testnet else "production"
+    from runtime.nodes import venue_label
+
+    venue = venue_label(settings)
     session = f"{args.mode}:{venue}:{datetime.now(timezone.utc).date().isoformat()}"
     mine = [s for s in journal.sessions(strategy) if s["mode"] == args.mode and s["session"].startswith(
         f"{args.mode}:{venue}:")]

@@ -63,6 +63,10 @@ class NodeSettings:
     log_directory: str | None = None
     scan_files: bool = True  # each live scan -> an Arrow file for the scan bridge (runtime.scan_files)
     scan_dir: str | None = None  # default $DOLPHIN_HOME/scans (dolphin.scanner.writer.scan_dir)
+    # endpoints (None: the Nautilus adapter's defaults for the environment; see node_endpoints)
+    http_url: str | None = None  # Binance USD-M REST base, e.g. https://fapi.binance.com
+    ws_market_url: str | None = None  # data client WebSocket base: klines on Binance's /market route
+    ws_private_url: str | None = None  # live execution client user-data stream base: the /private route
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -121,13 +125,13 @@ def build_node_config(settings: NodeSettings, *, placeholder_credentials: bool =
     provider = InstrumentProviderConfig(load_all=False, load_ids=ids)
     env = BinanceEnvironment.TESTNET if settings.testnet else BinanceEnvironment.LIVE
     data = BinanceDataClientConfig(account_type=BinanceAccountType.USDT_FUTURES, environment=env,
-                                   instrument_provider=provider)
+                                   instrument_provider=provider, **_data_urls(settings))
     if settings.mode == "live":
         exec_cfg = BinanceExecClientConfig(
             account_type=BinanceAccountType.USDT_FUTURES, environment=env, instrument_provider=provider,
             futures_leverages={s: int(settings.leverage) for s in settings.symbols},
             futures_margin_types={s: BinanceFuturesMarginType.ISOLATED for s in settings.symbols},
-            use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000,
+            use_reduce_only=True, max_retries=3, retry_delay_initial_ms=500, retry_delay_max_ms=5_000, **_exec_urls(settings),
             **({"api_key": DRY_RUN_PLACEHOLDER, "api_secret": DRY_RUN_PLACEHOLDER} if placeholder_credentials else {}))
     else:
         capital = settings.engine.initial_capital if settings.capital is None else settings.capital
@@ -144,6 +148,55 @@ def build_node_config(settings: NodeSettings, *, placeholder_credentials: bool =
         timeout_connection=30.0, timeout_reconciliation=15.0, timeout_portfolio=10.0, timeout_disconnection=10.0,
         timeout_post_stop=5.0,
     )
+
+
+def routed_urls(base_url: str) -> dict:
+    """The three endpoint settings for a server that serves Binance's USD-M REST and its routed WebSocket
+    streams on one origin (``dolphin venue``, a proxy): ``http(s)://host:port`` -> REST at that origin,
+    klines at ``ws(s)://host:port/market``, user data at ``ws(s)://host:port/private``."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(base_url.strip())
+    if u.scheme not in ("http", "https") or not u.netloc:
+        raise NodeConfigError(f"base URL must be http(s)://host[:port], got {base_url!r}")
+    ws = f"{'wss' if u.scheme == 'https' else 'ws'}://{u.netloc}"
+    return {"http_url": f"{u.scheme}://{u.netloc}", "ws_market_url": f"{ws}/market",
+            "ws_private_url": f"{ws}/private"}
+
+
+def _data_urls(settings: NodeSettings) -> dict:
+    """Data client base URLs: only the configured ones (else the adapter resolves its defaults)."""
+    out = {"base_url_http": settings.http_url, "base_url_ws": settings.ws_market_url}
+    return {k: v for k, v in out.items() if v}
+
+
+def _exec_urls(settings: NodeSettings) -> dict:
+    """Live execution client base URLs (REST, user-data stream): only the configured ones."""
+    out = {"base_url_http": settings.http_url, "base_url_ws_stream": settings.ws_private_url}
+    return {k: v for k, v in out.items() if v}
+
+
+def node_endpoints(settings: NodeSettings) -> dict:
+    """What the node connects to: the adapter's defaults (``adapter_endpoints``) with the configured base URLs
+    over them; ``configured`` names the ones set. With a configured ``ws_market_url`` the adapter sends its
+    ``/public`` streams (depth, book ticker) there as well: it only re-routes ``fstream.binance.com`` URLs."""
+    ep = adapter_endpoints(settings.testnet)
+    conf = {"http": settings.http_url, "ws_market": settings.ws_market_url, "ws_private": settings.ws_private_url}
+    ep.update({k: v for k, v in conf.items() if v})
+    if settings.ws_market_url:
+        ep["ws_public"] = settings.ws_market_url
+    ep["configured"] = tuple(k for k, v in conf.items() if v)
+    return ep
+
+
+def venue_label(settings: NodeSettings) -> str:
+    """The venue part of a ledger session name: ``testnet`` / ``production``, or the REST host when a base URL
+    is configured (a local venue's sessions never continue a testnet session's capital)."""
+    if settings.http_url:
+        from urllib.parse import urlsplit
+
+        return urlsplit(settings.http_url).hostname or "custom"
+    return "testnet" if settings.testnet else "production"
 
 
 def adapter_endpoints(testnet: bool) -> dict:
@@ -197,6 +250,10 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
     node.add_exec_client_factory(VENUE.value, BinanceLiveExecClientFactory if settings.mode == "live"
                                  else SandboxLiveExecClientFactory)
     node.build()
+    if settings.mode == "sandbox":  # the simulated exchange's market (runtime/sandbox_feed.py)
+        from runtime.sandbox_feed import sandbox_market_feed
+
+        node.trader.add_actor(sandbox_market_feed(settings.symbols, settings.bar_ms))
     node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital,
                                           journal=journal))
     return node

@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--leverage", type=int, default=20, help="default leverage per symbol")
     p.add_argument("--history-bars", type=int, default=1500, help="bars before --start served by /klines")
     p.add_argument("--ws-ping-interval", type=float, default=180.0, help="server ping period, s (Binance: 180)")
+    p.add_argument("--hold", type=float, default=None, metavar="SECONDS",
+                   help="rehearsals: hold the replay at --start until a client subscribes to a kline stream, then "
+                        "start it SECONDS later (default: the replay runs from start-up)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=run)
 
@@ -55,7 +58,7 @@ def run(args) -> int:
                   slippage_bps=cfg.slippage_bps if args.slippage_bps is None else args.slippage_bps,
                   leverage=args.leverage, state_file=args.state)
     key, secret, from_env = keys_from_env()
-    venue = Venue(market, ex, speed=args.speed, api_key=key, api_secret=secret)
+    venue = Venue(market, ex, speed=args.speed, api_key=key, api_secret=secret, hold=args.hold)
     app = build_app(venue)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

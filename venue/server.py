@@ -61,8 +61,13 @@ class Conn:
 class Venue:
     """The market, the exchange, the connected streams and the replay loop."""
 
-    def __init__(self, market: Market, exchange: Exchange, *, speed: float, api_key: str, api_secret: str):
-        self.m, self.ex, self.speed = market, exchange, speed
+    def __init__(self, market: Market, exchange: Exchange, *, speed: float, api_key: str, api_secret: str,
+                 hold: float | None = None):
+        """``hold``: None = the replay runs from start-up; a number of seconds = it holds at the start until a
+        client subscribes to a kline stream on ``/market``, then runs after that grace (so a client's other
+        subscriptions land and a warm-up that ends at the start joins the first replayed bar)."""
+        self.m, self.ex, self.speed, self.hold = market, exchange, speed, hold
+        self._subscribed = None  # asyncio.Event, made in the replay task's loop
         self.api_key, self.api_secret = api_key, api_secret
         self.conns: set[Conn] = set()
         self.listen_key: str | None = None
@@ -74,7 +79,17 @@ class Venue:
         self.task: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ replay
+    def kline_subscribed(self) -> None:
+        if self._subscribed is not None and not self._subscribed.is_set():
+            self._subscribed.set()
+
     async def replay(self) -> None:
+        if self.hold is not None:
+            self._subscribed = asyncio.Event()
+            log.info("replay held at the start (clock %d) until a kline stream is subscribed", self.m.clock_ms())
+            await self._subscribed.wait()
+            log.info("kline stream subscribed: replay starts in %.1f s", self.hold)
+            await asyncio.sleep(self.hold)
         log.info("replay of %s at %.3f s per %s bar, clock at %d", self.m.name, self.speed, self.m.interval,
                  self.m.clock_ms())
         while not self.m.finished:
@@ -572,6 +587,7 @@ def _ws(venue: Venue, route: str, combined: bool):
         else:
             conn.streams = [s for s in (q.get("streams") or rest).split("/") if s]
         venue.conns.add(conn)
+        _note_klines(venue, conn)
         log.info("ws connect %s (%s) from %s streams=%s", ws.url.path, route, peer,
                  "[user data]" if route == "private" else conn.streams)
         for s in conn.streams:
@@ -589,6 +605,7 @@ def _ws(venue: Venue, route: str, combined: bool):
             while True:
                 raw = await ws.receive_text()
                 reply = handle_control(conn, raw)
+                _note_klines(venue, conn)
                 if reply is not None:
                     conn.queue.put_nowait(json.dumps(reply))
         except (WebSocketDisconnect, RuntimeError):
@@ -598,6 +615,11 @@ def _ws(venue: Venue, route: str, combined: bool):
             venue.conns.discard(conn)
             log.info("ws disconnect %s from %s", ws.url.path, peer)
     return handler
+
+
+def _note_klines(venue: Venue, conn: Conn) -> None:
+    if any("@kline_" in s and conn.delivers(s) for s in conn.streams):
+        venue.kline_subscribed()
 
 
 def handle_control(conn: Conn, raw: str) -> dict | None:
