@@ -133,3 +133,14 @@ def zip_bytes(files: dict) -> bytes:
         for name, text in files.items():
             zf.writestr(name, text)
     return b.getvalue()
+
+
+def twelve_scans(t0_ms: int):
+    """The 12 real scans of spot-5m-2024 whose bars open at t0_ms .. t0_ms + 55 min (warm-up loaded before)."""
+    from dolphin.data import load_panel
+    from dolphin.scanner import WARMUP_BARS, scan
+
+    p = load_panel("spot-5m-2024", start_ms=t0_ms, end_ms=t0_ms + 11 * 300_000, warmup_bars=WARMUP_BARS)
+    s = scan(p)
+    assert len(s) == 12
+    return s

@@ -9,20 +9,16 @@ import time
 import pytest
 
 import dagster as dg
-from dolphin.data import load_panel
-from dolphin.scanner import WARMUP_BARS, scan, write_scan_arrow
+from dolphin.scanner import write_scan_arrow
 from dolphin.timeutil import parse_time
+from tests.data_helpers import twelve_scans
 
 NOW_NS = time.time_ns()
 
 
 @pytest.fixture(scope="module")
 def scans():
-    t0 = parse_time("2024-02-01")
-    panel = load_panel("spot-5m-2024", start_ms=t0, end_ms=t0 + 11 * 300_000, warmup_bars=WARMUP_BARS)
-    s = scan(panel)
-    assert len(s) == 12
-    return s
+    return twelve_scans(parse_time("2024-02-01"))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from dolphin.engine.state import EngineState
 from dolphin.ledger import CapitalLedger, DayRecord
 from dolphin.store import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SCAN_LATEST,
                            STATE_LATEST, SYSTEM_HEALTH, VOL_REGIME, Record, StoreUnavailableError, iso_utc, pnl_map,
-                           publish_if_newer, state_map)
+                           state_map)
 from dolphin.store.embedded import EmbeddedStore
 from dolphin.store.rehydrate import (KEPT, NO_SOURCE, PRESENT, RESTORED, SOURCE_ERROR, STORE_DOWN, WOULD_RESTORE,
                                      PublishedLog, Sources, newest_scan_record, rehydrate)
@@ -35,22 +35,9 @@ T = 1_709_683_200_000  # 2024-03-06 00:00 UTC
 @pytest.fixture(scope="module")
 def scans():
     """Real scans: the last 6 bars of 2024-03-04 and the first 6 of 2024-03-05."""
-    from dolphin.data import load_panel
-    from dolphin.scanner import WARMUP_BARS, scan
+    from tests.data_helpers import twelve_scans
 
-    t0 = T - 86_400_000 - 6 * 300_000
-    p = load_panel("spot-5m-2024", start_ms=t0, end_ms=t0 + 11 * 300_000, warmup_bars=WARMUP_BARS)
-    s = scan(p)
-    assert len(s) == 12
-    return s
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
-    for k in ("DOLPHIN_FEATURE_STORE", "DOLPHIN_HZ_MEMBERS", "DOLPHIN_HZ_CLUSTER"):
-        monkeypatch.delenv(k, raising=False)
-    return tmp_path
+    return twelve_scans(T - 86_400_000 - 6 * 300_000)
 
 
 def _records():

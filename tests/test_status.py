@@ -30,14 +30,6 @@ PENDING = {"kind": "exit", "symbol": "ETHUSDT", "side": -1, "limit": False, "not
            "price": 2990.0, "signal": 0.0, "posture": 0, "reason": 1}
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
-    for k in ("DOLPHIN_FEATURE_STORE", "DOLPHIN_HZ_MEMBERS", "DOLPHIN_HZ_CLUSTER"):
-        monkeypatch.delenv(k, raising=False)
-    return tmp_path
-
-
 def _env(home, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOLPHIN_")}
     env.update(DOLPHIN_HOME=str(home), PYTHONPATH=str(REPO), **extra)
