@@ -13,7 +13,7 @@ export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
 # One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench browser compose clean dagster python
+.PHONY: install run test bench browser compose clean dagster python demo
 DAGSTER_PORT ?= 3000
 
 # `python3.X -c ...` exits 0 only for an interpreter that runs and is 3.X
@@ -81,6 +81,10 @@ bench: $(STAMP)
 # Dagster UI + daemon (http://127.0.0.1:$(DAGSTER_PORT)); DAGSTER_HOME = $(DOLPHIN_HOME)/dagster (dagster.yaml written on first use)
 dagster: $(STAMP)
 	$(PY) -m dolphin_assets.dev --port $(DAGSTER_PORT)
+
+# The whole stack on loopback (venue replaying a day of usdtm-5m-2023, bridge, Dagster, runtime sandbox); Ctrl-C stops it
+demo: $(STAMP)
+	$(DOLPHIN) demo --dagster-port $(DAGSTER_PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
