@@ -85,6 +85,11 @@ def test_paper_day_whole_stack(tmp_path, monkeypatch):
     assert len(bt) == 1 and k.asset == fills[0].symbol == "ETHUSDT" and k.side == -1 and fills[0].side == "SELL"
     assert k.exit_reason == "take_profit" and fills[1].side == "BUY"
     assert fills[0].qty == pytest.approx(18.17)  # sized from the same signal close and capital
+    # the same bars: sandbox fills are stamped on the wall clock, so each is placed between the scan files (one
+    # per bar close, written at its decision) of the bar closes just before and just after the kernel's time
+    written = {int(f.stem.split("_")[1]): f.stat().st_mtime_ns for f in scans}
+    for e, t in ((fills[0], int(k.entry_time)), (fills[1], int(k.exit_time))):
+        assert written[t - 300_000] < e.ts_ns <= written[t + 300_000], (e, t)
     # prices: the sandbox fills a market order at its last price (the signal bar's close), the kernel at the next
     # open + 2 bps slippage; the TP is the same rule (entry x (1 - 95 bps)) on each one's entry price
     assert fills[0].price == pytest.approx(k.entry_price, rel=2e-3)
