@@ -159,12 +159,19 @@ class Stack:
     """venue -> bridge -> [dagster] -> runtime sandbox, all on loopback; ``stop()`` in reverse order."""
 
     def __init__(self, home: Path, *, data="usdtm-5m-2023", start=DEFAULT_START, days=1.0, speed=0.5,
-                 symbols=DEFAULT_SYMBOLS, port=0, dagster_port=None, runtime_args=()):
+                 symbols=DEFAULT_SYMBOLS, port=0, dagster_port=None, runtime_args=(), mode="sandbox"):
         self.home = Path(home)
         self.symbols = tuple(sorted(symbols))  # the order load_panel gives the runtime's --history
         self.logdir = self.home / "demo" / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self.env = child_env(DOLPHIN_HOME=self.home)
+        # one API key pair per stack: the venue accepts it, the runtime's Binance adapter reads it from the
+        # environment under its own names (testnet names: the node's default environment)
+        import secrets
+
+        key, secret = secrets.token_hex(16), secrets.token_hex(32)
+        self.env = child_env(DOLPHIN_HOME=self.home, DOLPHIN_VENUE_API_KEY=key, DOLPHIN_VENUE_API_SECRET=secret,
+                             BINANCE_FUTURES_TESTNET_API_KEY=key, BINANCE_FUTURES_TESTNET_API_SECRET=secret)
+        self.mode = mode
         self.procs: dict = {}
         self.spec = dict(data=data, start=start, days=days, speed=speed, port=port, dagster_port=dagster_port,
                          runtime_args=tuple(runtime_args))
@@ -190,7 +197,7 @@ class Stack:
             self.procs["dagster"] = Proc("dagster", [sys.executable, "-m", "dolphin_assets.dev", "--port",
                                                      str(sp["dagster_port"])], self.env, self.logdir)
         self.procs["runtime"] = Proc("runtime", py + [
-            "runtime", "sandbox", "--base-url", f"http://127.0.0.1:{self.port}", "--symbols", ",".join(self.symbols),
+            "runtime", self.mode, "--base-url", f"http://127.0.0.1:{self.port}", "--symbols", ",".join(self.symbols),
             "--history", str(hist), "--risk", "store", "--bar-timeout-ms", "0", *sp["runtime_args"]],
             self.env, self.logdir)
         return self

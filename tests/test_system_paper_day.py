@@ -1,4 +1,5 @@
-"""The live paper path as one system, on loopback (issue 11, section 4, first slice).
+"""The live paper path as one system, on loopback (issue 11, section 4, first slice), in sandbox mode (Nautilus's
+simulated fills) and in live mode (the venue fills the runtime's real Binance orders by the kernel's rules).
 
 The same stack as `dolphin demo` (``dolphin.demo.Stack``) without Dagster; each process started as a user would:
 - `dolphin venue` replaying usdtm-5m-2023 (BTC, DOGE, ETH perpetuals, 2023-07-17 17:30 .. ~19:55, 0.5 s per 5m bar), held at
@@ -31,7 +32,8 @@ SPEED = "0.5"  # wall seconds per 5m bar
 pytest.importorskip("nautilus_trader")
 
 
-def test_paper_day_whole_stack(tmp_path, monkeypatch):
+@pytest.mark.parametrize("mode", ["sandbox", "live"])
+def test_paper_day_whole_stack(mode, tmp_path, monkeypatch):
     from dolphin.ledger.journal import FillJournal
     from dolphin.scanner.writer import scan_dir
     from dolphin.store import FEATURES, SCAN_LATEST, open_store_from_env, state_map
@@ -48,7 +50,7 @@ def test_paper_day_whole_stack(tmp_path, monkeypatch):
     start_ms = parse_time(START)
     store = open_store_from_env()
     feed = RiskFeed(store, SYMBOLS)  # synthetic healthy MC / DVOL / book inputs, refreshed every 2 s
-    stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS)
+    stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS, mode=mode)
     procs = stack.procs
     t0 = time.monotonic()
     try:
@@ -62,7 +64,7 @@ def test_paper_day_whole_stack(tmp_path, monkeypatch):
         fills = [e for e in journal.events("BLUE") if e.kind == "fill"]
         scans = sorted(scan_dir().rglob("scan_*.arrow"))
         latest = store.get(FEATURES, SCAN_LATEST)
-        state = store.get(state_map("BLUE"), "runtime_sandbox")
+        state = store.get(state_map("BLUE"), f"runtime_{mode}")
         safety = read_safety(store)
     finally:
         exits = stack.stop()
@@ -70,7 +72,7 @@ def test_paper_day_whole_stack(tmp_path, monkeypatch):
         store.close()
     rt_log = procs["runtime"].text()
     bt = backtest_trades(start_ms)
-    print(f"\nstart-up {t_replay - t0:.1f} s, replay {t_done - t_replay:.1f} s; {len(scans)} scan files; "
+    print(f"\n{mode}: start-up {t_replay - t0:.1f} s, replay {t_done - t_replay:.1f} s; {len(scans)} scan files; "
           f"{len(fills)} fills journaled; exits (code, s) {exits}")
     for e in fills:
         print(f"  fill {e.role} {e.symbol} {e.side} {e.qty} @ {e.price} fee {e.fee:.4f} capital {e.capital_after:.2f}")
@@ -84,18 +86,32 @@ def test_paper_day_whole_stack(tmp_path, monkeypatch):
     k = bt.iloc[0]
     assert len(bt) == 1 and k.asset == fills[0].symbol == "ETHUSDT" and k.side == -1 and fills[0].side == "SELL"
     assert k.exit_reason == "take_profit" and fills[1].side == "BUY"
-    assert fills[0].qty == pytest.approx(18.17)  # sized from the same signal close and capital
-    # the same bars: sandbox fills are stamped on the wall clock, so each is placed between the scan files (one
-    # per bar close, written at its decision) of the bar closes just before and just after the kernel's time
-    written = {int(f.stem.split("_")[1]): f.stat().st_mtime_ns for f in scans}
-    for e, t in ((fills[0], int(k.entry_time)), (fills[1], int(k.exit_time))):
-        assert written[t - 300_000] < e.ts_ns <= written[t + 300_000], (e, t)
-    # prices: the sandbox fills a market order at its last price (the signal bar's close), the kernel at the next
-    # open + 2 bps slippage; the TP is the same rule (entry x (1 - 95 bps)) on each one's entry price
-    assert fills[0].price == pytest.approx(k.entry_price, rel=2e-3)
-    assert fills[1].price == pytest.approx(fills[0].price * (1 - 0.0095), rel=1e-4)
-    assert state is not None and state.value.get("session", "").startswith("sandbox:127.0.0.1:")
+    # sizing: the kernel here runs with neutral risk (Rm 1); the runtime with the survival stack's Rm (Cat5 < 1
+    # even at no drawdown), so its notional is the kernel's x Rm, up to the step size (0.01 ETH = 5e-4 here)
     assert safety is not None
+    signal_close = 1892.17  # ETHUSDT close of the bar 18:10-18:15: the order's quantity is fixed from it
+    assert fills[0].qty * signal_close == pytest.approx(k.notional * safety.rm, rel=1e-3), (fills[0], safety)
+    if mode == "sandbox":
+        # the same bars: sandbox fills are stamped on the wall clock, so each is placed between the scan files
+        # (one per bar close, written at its decision) of the bar closes just before and after the kernel's time
+        written = {int(f.stem.split("_")[1]): f.stat().st_mtime_ns for f in scans}
+        for e, t in ((fills[0], int(k.entry_time)), (fills[1], int(k.exit_time))):
+            assert written[t - 300_000] < e.ts_ns <= written[t + 300_000], (e, t)
+        # prices: the sandbox fills a market order at its last price (the signal bar's close), the kernel at the
+        # next open + 2 bps slippage; the TP is the same rule (entry x (1 - 95 bps)) on each one's entry price
+        assert fills[0].price == pytest.approx(k.entry_price, rel=2e-3)
+        assert fills[1].price == pytest.approx(fills[0].price * (1 - 0.0095), rel=1e-4)
+    else:
+        # live: the venue fills by the kernel's rules and stamps fills in replay time: the same bars, the same
+        # prices on Binance's tick (0.01 for ETHUSDT), taker entry and maker take-profit
+        assert int(k.entry_time) <= fills[0].ts_ns // 1_000_000 < int(k.entry_time) + 300_000, fills[0]
+        assert int(k.exit_time) - 300_000 <= fills[1].ts_ns // 1_000_000 < int(k.exit_time), fills[1]
+        assert fills[0].price == round(k.entry_price, 2) and fills[1].price == round(k.exit_price, 2), fills
+        assert (fills[0].liquidity, fills[1].liquidity) == ("TAKER", "MAKER")
+        # PnL net of fees: the kernel's scaled by the quantity ratio (parity.py's SIZING), up to the tick
+        r = fills[0].qty / (k.notional / k.entry_price)
+        assert fills[1].capital_after - k.capital_before == pytest.approx(k.pnl * r, abs=0.1), (fills, k.pnl, r)
+    assert state is not None and state.value.get("session", "").startswith(f"{mode}:127.0.0.1:")
     # the bridge published the newest scan file
     assert latest is not None and latest.timestamp_ms == int(scans[-1].stem.split("_")[1]), latest
 
