@@ -41,6 +41,9 @@ def register(sub) -> None:
     p.add_argument("--speed", type=float, default=0.5, help="wall seconds per bar (default 0.5)")
     p.add_argument("--symbols", default=",".join(DEFAULT_SYMBOLS), help="comma-separated perpetuals")
     p.add_argument("--port", type=int, default=0, help="venue port (default: a free one)")
+    p.add_argument("--mode", choices=("sandbox", "live"), default="sandbox",
+                   help="sandbox: Nautilus simulates the fills (default); live: the runtime's real Binance orders, "
+                        "filled by the venue")
     p.add_argument("--no-dagster", action="store_true", help="do not start `dagster dev`")
     p.add_argument("--dagster-port", type=int, default=3000)
     p.add_argument("--risk-feed", choices=("synthetic", "none"), default="synthetic",
@@ -220,7 +223,7 @@ def cmd_demo(args) -> int:
     home = data_home()
     symbols = [s.strip().upper() for s in args.symbols.split(",") if s.strip()]
     stack = Stack(home, data=args.data, start=args.start, days=args.days, speed=args.speed, symbols=symbols,
-                  port=args.port, dagster_port=None if args.no_dagster else args.dagster_port)
+                  port=args.port, dagster_port=None if args.no_dagster else args.dagster_port, mode=args.mode)
     store = feed = None
     stopping = threading.Event()
 
@@ -239,6 +242,8 @@ def cmd_demo(args) -> int:
               f"  venue    http://127.0.0.1:{stack.port} (REST /fapi, ws /market /public /private), replaying "
               f"{args.data} from {args.start} for {args.days:g} day(s) at {args.speed:g} s per bar; "
               f"symbols {', '.join(stack.symbols)}\n"
+              f"  runtime  dolphin runtime {args.mode} --base-url http://127.0.0.1:{stack.port} "
+              f"({'Nautilus-simulated fills' if args.mode == 'sandbox' else 'real orders, filled by the venue'})\n"
               + (f"  dagster  http://127.0.0.1:{args.dagster_port}\n" if not args.no_dagster else "")
               + f"  logs     {stack.logdir}/{{venue,bridge,{'dagster,' if not args.no_dagster else ''}runtime}}.log\n"
               f"  scans    {home / 'scans'}   ledger {ledger_path()}\n"
@@ -252,7 +257,7 @@ def cmd_demo(args) -> int:
                 if name != "venue" and p.p.poll() is not None:
                     print(f"{name} exited {p.p.returncode}: see {p.log}", flush=True)
                     stopping.set()
-            events = [e for e in journal.events("BLUE") if e.session.startswith("sandbox:127.0.0.1:")]
+            events = [e for e in journal.events("BLUE") if e.session.startswith(f"{args.mode}:127.0.0.1:")]
             for e in events[seen:]:
                 print(f"{e.kind} {e.role} {e.symbol} {e.side} {e.qty:g} @ {e.price:g} "
                       f"capital {e.capital_after:,.2f}", flush=True)

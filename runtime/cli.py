@@ -134,6 +134,9 @@ def cmd_node(args) -> int:
 
     cfg = load_config(args.config)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
+    # the order load_panel gives a --history warm-up and the backtest its columns (the scanner's and the
+    # ranking's order): any other order made the warm-up refuse the history
+    symbols = tuple(sorted(dict.fromkeys(symbols)))
     try:
         settings = NodeSettings(mode=args.mode, testnet=args.venue == "testnet", symbols=symbols, engine=cfg,
                                 capital=args.capital, log_level=args.log_level, **_endpoint_settings(args),

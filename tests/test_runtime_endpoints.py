@@ -53,3 +53,26 @@ def test_ledger_sessions_of_a_configured_venue_are_their_own():
     assert venue_label(NodeSettings()) == "testnet"
     assert venue_label(NodeSettings(testnet=False)) == "production"
     assert venue_label(NodeSettings(**routed_urls("http://127.0.0.1:8765"))) == "127.0.0.1"
+
+
+def test_history_warm_up_accepts_symbols_in_any_order(tmp_path):
+    """`--history` used to refuse the default symbols (BTC ETH SOL XRP DOGE): load_panel orders them."""
+    import os
+    import subprocess
+    import sys
+
+    import pyarrow.parquet as pq
+
+    from dolphin.paths import data_root
+
+    hist = tmp_path / "hist"
+    hist.mkdir()
+    for s in ("ETHUSDT", "BTCUSDT"):
+        t = pq.read_table(data_root() / "klines" / "usdtm-5m-2023" / f"{s}.parquet")
+        pq.write_table(t.slice(0, 1200), hist / f"{s}.parquet")
+    env = dict(os.environ, DOLPHIN_HOME=str(tmp_path / "home"))
+    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "runtime", "sandbox", "--dry-run", "--risk", "defaults",
+                        "--symbols", "ETHUSDT,BTCUSDT", "--history", str(hist), "--log-level", "ERROR"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 instruments: BTCUSDT, ETHUSDT; warm-up: from" in r.stdout
