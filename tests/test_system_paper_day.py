@@ -129,3 +129,72 @@ def backtest_trades(start_ms: int):
                    warmup_bars=warmup_bars(BLUE))
     r = run_backtest(p, scan(p, int(p.open_time[0])), BLUE, trade_from_ms=int(p.close_time[p.warmup_bars]))
     return r.trades
+
+
+def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(tmp_path, monkeypatch):
+    """The embedded store made unavailable mid-replay (its file moved away: every call then raises
+    StoreUnavailableError) -> the runtime's next bar-close check is HIBERNATE; the file back -> APEX again after
+    5 healthy checks (one per bar close), published to DOLPHIN_SAFETY; every process stays up and exits 0."""
+    import threading
+
+    from dolphin.engine.config import APEX, HIBERNATE
+    from dolphin.scanner.writer import scan_dir
+    from dolphin.store import StoreUnavailableError, open_store_from_env
+    from dolphin.survival.stack import read_safety
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
+    monkeypatch.setenv("DOLPHIN_FEATURE_STORE", "embedded")
+    monkeypatch.delenv("DOLPHIN_HZ_MEMBERS", raising=False)
+    store = open_store_from_env()
+    feed = RiskFeed(store, SYMBOLS)
+    stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS)
+    seen, stop = [], threading.Event()
+
+    def watch():  # every change of the published posture, with the number of scan files (bar closes) at that time
+        last = None
+        while not stop.wait(0.05):
+            try:
+                r = read_safety(store)
+            except StoreUnavailableError:
+                continue
+            if r is not None and r.posture != last:
+                last = r.posture
+                seen.append((r.posture, len(list(scan_dir().rglob("scan_*.arrow")))))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    db = store.path if hasattr(store, "path") else home / "store" / "features.sqlite"
+    try:
+        stack.start()
+        stack.procs["venue"].wait_for(r"replay starts", 120)
+        deadline = time.monotonic() + 60
+        while len(list(scan_dir().rglob("scan_*.arrow"))) < 18 and time.monotonic() < deadline:  # after the TP
+            time.sleep(0.05)
+        files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]  # the file, its -wal and -shm
+        for p in files:
+            p.rename(p.with_name(p.name + ".away"))
+        t_out = time.monotonic()
+        time.sleep(2.0)  # four bar closes without a store
+        for p in files:
+            p.with_name(p.name + ".away").rename(p)
+        t_back = time.monotonic()
+        stack.procs["venue"].wait_for(r"replay finished", 60)
+        time.sleep(3.0)
+    finally:
+        stop.set()
+        watcher.join(5)
+        exits = stack.stop()
+        feed.stop()
+        store.close()
+    rt_log = stack.procs["runtime"].text()
+    print(f"\noutage {t_back - t_out:.1f} s; posture changes (posture, scan files so far): {seen}; exits {exits}")
+    assert all(code == 0 for code, _ in exits.values()), (exits, rt_log[-4000:])
+    assert "UNREACHABLE" in rt_log or "unreachable" in rt_log, rt_log[-4000:]
+    postures = [p for p, _ in seen]
+    assert postures[0] == APEX and HIBERNATE in postures and postures[-1] == APEX, seen
+    i = postures.index(HIBERNATE)
+    assert APEX in postures[i:], seen
+    hib_at, apex_at = seen[i][1], seen[i + postures[i:].index(APEX)][1]
+    assert apex_at - hib_at >= 4, seen  # >= 5 healthy checks (bar closes) after the store came back
