@@ -101,3 +101,23 @@ def test_append_only_and_durable(book, tmp_path):
     with sqlite3.connect(tmp_path / "ledger.sqlite") as con:
         assert con.execute("SELECT COUNT(*) FROM ledger_days").fetchone()[0] == 3
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_file_with_only_the_fill_journal_reads_as_a_ledger_without_days(tmp_path, monkeypatch):
+    """The runtime's journal creates the shared ledger file alone (a demo / live day before any Dagster paper
+    day): readers see no days, not 'no such table: ledger_days'."""
+    from dolphin.ledger.journal import FillJournal
+    from dolphin.status import _read_ledger
+    from dolphin.store.rehydrate import Sources
+
+    path = tmp_path / "ledger" / "ledger.sqlite"
+    FillJournal(path).open_session("BLUE", "sandbox:local:2023-07-17", mode="sandbox", opening_capital=25_000.0)
+    book = CapitalLedger.existing(path)
+    assert book.current("BLUE") == [] and book.history("BLUE") == [] and book.last_seq() == 0
+    assert book.entry("BLUE", "2023-07-17") is None
+    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
+    info = _read_ledger("BLUE")
+    assert info["readable"] and info["days"] == 0, info
+    with sqlite3.connect(path) as con:  # reading created nothing
+        assert not con.execute("SELECT 1 FROM sqlite_master WHERE name = 'ledger_days'").fetchone()
+    assert Sources.default()._ledger() == ([], 0)

@@ -128,6 +128,8 @@ class LedgerEntry:
 
 
 class CapitalLedger:
+    _has_chain = True  # False: an existing file that holds only the runtime's fill journal (no days yet)
+
     def __init__(self, path):
         self.path = Path(path)
         db.init(self.path, _SCHEMA)
@@ -142,6 +144,9 @@ class CapitalLedger:
             raise FileNotFoundError(f"no capital ledger at {p}")
         book = cls.__new__(cls)
         book.path = p
+        with db.connect(p) as con:  # the runtime's journal shares the file and may have created it alone
+            book._has_chain = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
+                                          "'ledger_days'").fetchone() is not None
         return book
 
     # ------------------------------------------------------------------ connections
@@ -154,8 +159,9 @@ class CapitalLedger:
 
     # ------------------------------------------------------------------ reads
 
-    @staticmethod
-    def _rows(con, strategy: str, day: str | None = None):
+    def _rows(self, con, strategy: str, day: str | None = None):
+        if not self._has_chain:
+            return []
         q = ("SELECT d.*, d.version < (SELECT MAX(version) FROM ledger_days m WHERE m.strategy = d.strategy "
              "AND m.day = d.day) AS superseded FROM ledger_days d WHERE d.strategy = ?")
         args = [strategy]
@@ -184,6 +190,8 @@ class CapitalLedger:
             return self._rows(con, strategy, day)
 
     def last_seq(self) -> int:
+        if not self._has_chain:
+            return 0
         with self._connect() as con:
             return int(con.execute("SELECT COALESCE(MAX(seq), 0) FROM ledger_days").fetchone()[0])
 
