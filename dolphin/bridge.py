@@ -49,7 +49,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dolphin.scan_files import Cursor, ScanFile, _DAY_DIR, _SCAN_FILE, check_arrow, poll, publish_scan_file
+from dolphin.scan_files import (Cursor, ScanFile, check_arrow, day_scan_files, is_day_folder, poll,
+                                publish_scan_file)
 from dolphin.scanner.writer import scan_dir as default_scan_dir
 from dolphin.store import FEATURES, SCAN_LATEST, SCAN_TOPIC, StoreUnavailableError
 
@@ -76,21 +77,7 @@ class DayFolders:
         self._full_at = 0.0
 
     def _list_day(self, name: str) -> list:
-        out = []
-        d = self.root / name
-        try:
-            entries = list(os.scandir(d))
-        except (FileNotFoundError, NotADirectoryError):
-            return out
-        for e in entries:
-            if not _SCAN_FILE.match(e.name):
-                continue
-            try:
-                st = e.stat()
-            except FileNotFoundError:  # renamed/removed between listing and stat
-                continue
-            out.append(ScanFile(f"{name}/{e.name}", Path(e.path), st.st_mtime_ns, st.st_size))
-        return out
+        return day_scan_files(self.root, name)
 
     def everything(self) -> list:
         """Every scan file (start-up), and remember the folders' state."""
@@ -113,7 +100,7 @@ class DayFolders:
             return
         if force or m != self._root_mtime or time.time_ns() - m < RECENT_S * 1e9:
             self._root_mtime = m
-            self._days = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and _DAY_DIR.match(e.name))
+            self._days = sorted(e.name for e in os.scandir(self.root) if e.is_dir() and is_day_folder(e.name))
 
     def changed(self) -> list:
         """The files of every day folder that changed since it was last listed."""

@@ -21,6 +21,7 @@ are testable without Dagster.
 
 import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -93,15 +94,30 @@ def list_scan_files(scan_dir, days=None) -> list:
     for day in root.iterdir():
         if not (day.is_dir() and _DAY_DIR.match(day.name)) or (days is not None and not days(day.name)):
             continue
-        for p in day.iterdir():
-            if not _SCAN_FILE.match(p.name):
-                continue
-            try:
-                st = p.stat()
-            except FileNotFoundError:  # renamed/removed between listing and stat
-                continue
-            out.append(ScanFile(f"{day.name}/{p.name}", p, st.st_mtime_ns, st.st_size))
+        out += day_scan_files(root, day.name)
     return sorted(out, key=lambda f: f.key)
+
+
+def is_day_folder(name: str) -> bool:
+    return bool(_DAY_DIR.match(name))
+
+
+def day_scan_files(root, name: str) -> list:
+    """The ``scan_*.arrow`` files of one day folder (unsorted; none if the folder is gone)."""
+    out = []
+    try:
+        entries = list(os.scandir(Path(root) / name))
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for e in entries:
+        if not _SCAN_FILE.match(e.name):
+            continue
+        try:
+            st = e.stat()
+        except FileNotFoundError:  # renamed/removed between listing and stat
+            continue
+        out.append(ScanFile(f"{name}/{e.name}", Path(e.path), st.st_mtime_ns, st.st_size))
+    return out
 
 
 def check_arrow(path) -> str | None:

@@ -124,3 +124,17 @@ def _check(res, close, first_bar, rows, rel, vec):
 
 def day_start(ms: int) -> int:
     return (int(ms) // DAY_MS) * DAY_MS
+
+
+def write_one_factor_set(folder, days: int = 3, seed: int = 9, symbols=("AAAUSDT", "BBBUSDT", "CCCUSDT")) -> None:
+    """A synthetic (one-factor model) 5m candle set as one Parquet file per symbol, from T0, for CLI tests."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = days * 288
+    close = one_factor_close(n, len(symbols), seed=seed)
+    ot = pa.array(T0 + np.arange(n, dtype=np.int64) * 300_000).cast(pa.timestamp("ms", tz="UTC"))
+    for i, sym in enumerate(symbols):
+        c = close[:, i]
+        pq.write_table(pa.table({"open_time": ot, "open": c, "high": c, "low": c, "close": c,
+                                 "volume": np.ones_like(c)}), f"{folder}/{sym}.parquet")

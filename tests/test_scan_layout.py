@@ -5,8 +5,6 @@ scan bridge: ``dolphin.scanner.writer.scan_dir`` / ``scan_file_path``."""
 import time
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dolphin.scanner import read_scan_arrow, read_scans, scan
 from dolphin.scanner.writer import scan_dir, scan_file_path
@@ -36,17 +34,12 @@ def test_every_component_resolves_the_same_folder(tmp_path, monkeypatch):
 def test_cli_arrow_files_go_to_the_watched_folder(tmp_path, monkeypatch, capsys):
     from dolphin.cli import main
     from dolphin.scan_files import poll, Cursor
-    from tests.scanner_helpers import T0, one_factor_close
+    from tests.scanner_helpers import write_one_factor_set
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
     src = tmp_path / "src"
     src.mkdir()
-    close = one_factor_close(3 * 288, 3, seed=9)
-    ot = pa.array(T0 + np.arange(3 * 288, dtype=np.int64) * 300_000).cast(pa.timestamp("ms", tz="UTC"))
-    for i, sym in enumerate(("AAAUSDT", "BBBUSDT", "CCCUSDT")):
-        c = close[:, i]
-        pq.write_table(pa.table({"open_time": ot, "open": c, "high": c, "low": c, "close": c,
-                                 "volume": np.ones_like(c)}), src / f"{sym}.parquet")
+    write_one_factor_set(src)
     assert main(["scan", "--data", str(src), "--out", str(tmp_path / "out"), "--start", "2024-01-03T10:00",
                  "--end", "2024-01-03T10:20", "--arrow-files", "--no-progress"]) == 0
     watched = tmp_path / "home" / "scans"

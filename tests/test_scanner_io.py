@@ -17,7 +17,7 @@ from dolphin.scanner import (
     write_day_parquet,
     write_scan_arrow,
 )
-from tests.scanner_helpers import T0, make_panel, one_factor_close
+from tests.scanner_helpers import T0, make_panel, one_factor_close, write_one_factor_set
 
 FIELDS = ("open_time", "lam", "velocity", "instability", "valid", "loadings", "close", "fallbacks", "vel_div")
 
@@ -98,12 +98,7 @@ def test_cli_scan(tmp_path, capsys):
 
     src = tmp_path / "set"
     src.mkdir()
-    close = one_factor_close(3 * 288, 3, seed=9)
-    ot = pa.array(T0 + np.arange(3 * 288, dtype=np.int64) * 300_000).cast(pa.timestamp("ms", tz="UTC"))
-    for i, sym in enumerate(("AAAUSDT", "BBBUSDT", "CCCUSDT")):
-        c = close[:, i]
-        pq.write_table(pa.table({"open_time": ot, "open": c, "high": c, "low": c, "close": c,
-                                 "volume": np.ones_like(c)}), src / f"{sym}.parquet")
+    write_one_factor_set(src)
     out = tmp_path / "out"
     assert main(["scan", "--data", str(src), "--out", str(out), "--no-progress"]) == 0
     res = read_scans(out)

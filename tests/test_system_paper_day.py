@@ -32,23 +32,32 @@ SPEED = "0.5"  # wall seconds per 5m bar
 pytest.importorskip("nautilus_trader")
 
 
-@pytest.mark.parametrize("mode", ["sandbox", "live"])
-def test_paper_day_whole_stack(mode, tmp_path, monkeypatch):
-    from dolphin.ledger.journal import FillJournal
-    from dolphin.scanner.writer import scan_dir
-    from dolphin.store import FEATURES, SCAN_LATEST, open_store_from_env, state_map
-    from dolphin.survival.stack import read_safety
-    from dolphin.timeutil import parse_time
+@pytest.fixture
+def home_store(tmp_path, monkeypatch):
+    """(data home, its embedded store): this process opens the same store as the stack's processes; no
+    Hazelcast or Binance endpoint settings leak in from the shell."""
+    from dolphin.store import open_store_from_env
 
     home = tmp_path / "home"
     home.mkdir()
-    monkeypatch.setenv("DOLPHIN_HOME", str(home))  # this process opens the processes' embedded store
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
     monkeypatch.setenv("DOLPHIN_FEATURE_STORE", "embedded")
     for k in ("DOLPHIN_HZ_MEMBERS", "DOLPHIN_BINANCE_BASE_URL", "DOLPHIN_BINANCE_HTTP_URL",
               "DOLPHIN_BINANCE_WS_MARKET_URL", "DOLPHIN_BINANCE_WS_PRIVATE_URL"):
         monkeypatch.delenv(k, raising=False)
+    return home, open_store_from_env()
+
+
+@pytest.mark.parametrize("mode", ["sandbox", "live"])
+def test_paper_day_whole_stack(mode, home_store):
+    from dolphin.ledger.journal import FillJournal
+    from dolphin.scanner.writer import scan_dir
+    from dolphin.store import FEATURES, SCAN_LATEST, state_map
+    from dolphin.survival.stack import read_safety
+    from dolphin.timeutil import parse_time
+
+    home, store = home_store
     start_ms = parse_time(START)
-    store = open_store_from_env()
     feed = RiskFeed(store, SYMBOLS)  # synthetic healthy MC / DVOL / book inputs, refreshed every 2 s
     stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS, mode=mode)
     procs = stack.procs
@@ -131,7 +140,7 @@ def backtest_trades(start_ms: int):
     return r.trades
 
 
-def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(tmp_path, monkeypatch):
+def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(home_store):
     """The embedded store made unavailable mid-replay (its file moved away: every call then raises
     StoreUnavailableError) -> the runtime's next bar-close check is HIBERNATE; the file back -> APEX again after
     5 healthy checks (one per bar close), published to DOLPHIN_SAFETY; every process stays up and exits 0."""
@@ -139,15 +148,10 @@ def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(tmp_path, m
 
     from dolphin.engine.config import APEX, HIBERNATE
     from dolphin.scanner.writer import scan_dir
-    from dolphin.store import StoreUnavailableError, open_store_from_env
+    from dolphin.store import StoreUnavailableError
     from dolphin.survival.stack import read_safety
 
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("DOLPHIN_HOME", str(home))
-    monkeypatch.setenv("DOLPHIN_FEATURE_STORE", "embedded")
-    monkeypatch.delenv("DOLPHIN_HZ_MEMBERS", raising=False)
-    store = open_store_from_env()
+    home, store = home_store
     feed = RiskFeed(store, SYMBOLS)
     stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS)
     seen, stop = [], threading.Event()
@@ -200,7 +204,7 @@ def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(tmp_path, m
     assert apex_at - hib_at >= 4, seen  # >= 5 healthy checks (bar closes) after the store came back
 
 
-def test_sigkill_with_an_open_position_restart_refuses_and_the_venue_keeps_it(tmp_path, monkeypatch):
+def test_sigkill_with_an_open_position_restart_refuses_and_the_venue_keeps_it(home_store):
     """Live mode, the runtime SIGKILLed once its entry is journaled and its take-profit rests at the venue (the
     venue holds the short and the order): a restart refuses to start over the journal's open position (exit 2, naming it) instead of
     trading blind, the venue's REST still shows the position, and the journal holds the entry exactly once.
@@ -208,15 +212,9 @@ def test_sigkill_with_an_open_position_restart_refuses_and_the_venue_keeps_it(tm
     relies on until then."""
     from dolphin.demo import Proc
     from dolphin.ledger.journal import FillJournal
-    from dolphin.store import open_store_from_env
     from tests.venue_helpers import call
 
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("DOLPHIN_HOME", str(home))
-    monkeypatch.setenv("DOLPHIN_FEATURE_STORE", "embedded")
-    monkeypatch.delenv("DOLPHIN_HZ_MEMBERS", raising=False)
-    store = open_store_from_env()
+    home, store = home_store
     feed = RiskFeed(store, SYMBOLS)
     stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS, mode="live")
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
