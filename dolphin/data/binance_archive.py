@@ -1,7 +1,10 @@
-"""Binance public data archive (data.binance.vision) kline downloader with a verified local cache.
+"""Binance public data archive (data.binance.vision) downloader with a verified local cache: klines and
+USD-M ``bookDepth``.
 
 Archive layout: ``{base}/data/{spot|futures/um}/{daily|monthly}/klines/{SYM}/{interval}/{SYM}-{interval}-{period}.zip``
-with a sibling ``.zip.CHECKSUM`` holding ``<sha256>  <file name>``. The cache folder mirrors that layout.
+and ``{base}/data/futures/um/daily/bookDepth/{SYM}/{SYM}-bookDepth-{YYYY-MM-DD}.zip`` (bookDepth: USD-M futures,
+daily files only; the format is described in ``dolphin.data.bookdepth``), each with a sibling ``.zip.CHECKSUM``
+holding ``<sha256>  <file name>``. The cache folder mirrors that layout.
 
 Guarantees: a file under its final cache name has matched its published sha256 and opens as a zip.
 Downloads go to ``<file>.part`` (resumed with HTTP Range after a dropped connection, also across runs;
@@ -71,6 +74,15 @@ def archive_path(market: str, granularity: str, symbol: str, interval: str, peri
         raise DataError(f"{granularity} period {period!r}: expected {'YYYY-MM-DD' if granularity == 'daily' else 'YYYY-MM'}")
     name = f"{symbol}-{interval}-{period}.zip"
     return f"data/{MARKETS[market]}/{granularity}/klines/{symbol}/{interval}/{name}"
+
+
+def bookdepth_path(symbol: str, day: str) -> str:
+    """Path of one USD-M ``bookDepth`` daily zip relative to the archive root (and to the cache folder)."""
+    if not _SYMBOL_RE.match(symbol):
+        raise DataError(f"symbol {symbol!r}: expected upper-case letters/digits like BTCUSDT")
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        raise DataError(f"bookDepth day {day!r}: expected YYYY-MM-DD (the archive has daily bookDepth files only)")
+    return f"data/futures/um/daily/bookDepth/{symbol}/{symbol}-bookDepth-{day}.zip"
 
 
 def archive_url(market: str, granularity: str, symbol: str, interval: str, period: str, base_url: str = BASE_URL) -> str:
@@ -318,14 +330,79 @@ def download_klines(symbols, interval: str, start: date, end: date, *, market: s
     return res
 
 
+def download_bookdepth(symbols, start: date, end: date, *, cache_dir, base_url: str = BASE_URL, retries: int = 5,
+                       backoff_s: float = 0.5, timeout_s: float = 30.0, progress: bool = False,
+                       session: requests.Session | None = None) -> DownloadResult:
+    """Fetch the USD-M ``bookDepth`` daily zips of ``symbols`` for the UTC days ``start``..``end`` (inclusive)
+    into ``cache_dir``, with the same guarantees as ``download_klines`` (published sha256 verified, resumed
+    ``.part`` files, retries with back-off, atomic rename; nothing is stored under a final name unverified).
+    The archive has no monthly bookDepth files; a day it does not have (404: before 2023, before the listing,
+    or not published yet) is reported in ``missing``. The CSV content is checked by the reader
+    (``dolphin.data.bookdepth.read_bookdepth_file``), not here: a file that matches its published checksum is
+    the archive's own data and is kept as published."""
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    symbols = [s.strip().upper() for s in symbols if s.strip()]
+    if not symbols:
+        raise DataError("no symbols given")
+    if retries < 0:
+        raise DataError(f"retries must be >= 0, got {retries}")
+    if end < start:
+        raise DataError(f"end {end} is before start {start}")
+    for s in symbols:  # validate every argument before any request
+        bookdepth_path(s, start.isoformat())
+    days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    cache_dir = Path(cache_dir)
+    own_session = session is None
+    fx = _Fetcher(retries, backoff_s, timeout_s, session or requests.Session())
+    res = DownloadResult()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(symbols) * len(days), unit="file", desc="binance bookDepth")
+    try:
+        for sym in symbols:
+            for day in days:
+                rel = bookdepth_path(sym, day)
+                url = f"{base_url.rstrip('/')}/{rel}"
+                status = _fetch_one(fx, url, cache_dir / rel, retries + 1)
+                if status == "missing":
+                    log.info("%s: not in the archive (404)", url)
+                    res.missing.setdefault(sym, []).append(day)
+                else:
+                    res.files.setdefault(sym, []).append(cache_dir / rel)
+                    res.downloaded += status == "downloaded"
+                    res.cached += status == "cached"
+                if bar is not None:
+                    bar.set_postfix_str(f"{sym} {day} {status}", refresh=False)
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+        if own_session:
+            fx.session.close()
+    return res
+
+
+KINDS = ("klines", "bookDepth")
+
+
 def register(data_sub) -> None:
-    p = data_sub.add_parser("download", help="download klines from the Binance public archive (verified cache)")
+    p = data_sub.add_parser("download", help="download klines or USD-M bookDepth from the Binance public archive "
+                                             "(verified cache)")
+    p.add_argument("--kind", choices=KINDS, default="klines",
+                   help="klines (default) or bookDepth (USD-M order-book depth bands, daily files, ~30 s snapshots)")
     p.add_argument("--symbols", required=True, help="comma-separated, e.g. BTCUSDT,ETHUSDT")
-    p.add_argument("--interval", default="5m", choices=INTERVALS, metavar="INTERVAL", help="e.g. 5m, 1h (default 5m)")
+    p.add_argument("--interval", default="5m", choices=INTERVALS, metavar="INTERVAL",
+                   help="klines: e.g. 5m, 1h (default 5m); not used for bookDepth")
     p.add_argument("--start", required=True, type=date.fromisoformat, help="YYYY-MM-DD (UTC day)")
     p.add_argument("--end", required=True, type=date.fromisoformat, help="YYYY-MM-DD (UTC day, inclusive)")
-    p.add_argument("--market", choices=sorted(MARKETS), default="spot", help="spot or um (USDT-M futures)")
-    p.add_argument("--granularity", choices=("auto", "daily", "monthly"), default="auto")
+    p.add_argument("--market", choices=sorted(MARKETS), default=None,
+                   help="spot or um (USDT-M futures); default spot for klines, um for bookDepth (the only market "
+                        "the archive has bookDepth for)")
+    p.add_argument("--granularity", choices=("auto", "daily", "monthly"), default="auto",
+                   help="klines only (bookDepth is published as daily files)")
     p.add_argument("--cache", default=None, help="cache folder (default <DOLPHIN_HOME>/binance-archive)")
     p.add_argument("--base-url", default=BASE_URL)
     p.set_defaults(func=_cmd)
@@ -338,8 +415,19 @@ def _cmd(args) -> int:
 
     cache = Path(args.cache).expanduser() if args.cache else data_home() / "binance-archive"
     syms = [s for s in args.symbols.split(",") if s.strip()]
-    res = download_klines(syms, args.interval, args.start, args.end, market=args.market, cache_dir=cache,
-                          base_url=args.base_url, granularity=args.granularity, progress=sys.stderr.isatty())
+    kind = getattr(args, "kind", "klines")
+    if kind == "bookDepth":
+        if args.market not in (None, "um"):
+            raise DataError(f"--kind bookDepth: the archive publishes bookDepth for USD-M futures only "
+                            f"(--market um), not {args.market!r}")
+        if args.granularity == "monthly":
+            raise DataError("--kind bookDepth: the archive has daily bookDepth files only (no --granularity monthly)")
+        res = download_bookdepth(syms, args.start, args.end, cache_dir=cache, base_url=args.base_url,
+                                 progress=sys.stderr.isatty())
+    else:
+        res = download_klines(syms, args.interval, args.start, args.end, market=args.market or "spot",
+                              cache_dir=cache, base_url=args.base_url, granularity=args.granularity,
+                              progress=sys.stderr.isatty())
     print(f"{res.downloaded} downloaded, {res.cached} already cached, under {cache}")
     for sym, files in res.files.items():
         print(f"  {sym}: {len(files)} file(s), {files[0].name} .. {files[-1].name}")
