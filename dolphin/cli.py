@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "dolphin.store.rehydrate",
     "venue.cli",
     "dolphin.bridge",
+    "dolphin.book.publisher",
     "dolphin.demo",
 ]
 
