@@ -253,27 +253,27 @@ def find_bookdepth_files(path, symbols=None, first_day: str | None = None, last_
     return {s: [d[k] for k in sorted(d)] for s, d in sorted(out.items())}
 
 
-def write_bookdepth_zip(path, ts_ms, percentage, depth, notional) -> Path:
-    """Write rows in Binance's layout (header, ``YYYY-MM-DD HH:MM:SS``, 8 decimals) as one zipped CSV named
-    like the zip. Used to build synthetic sets and test files; the rows are written as given."""
+def write_bookdepth_zip(path, ts_ms, percentage, depth, notional, *, compresslevel: int | None = None) -> Path:
+    """Write rows in Binance's layout (header ``timestamp,percentage,depth,notional``, ``YYYY-MM-DD HH:MM:SS``,
+    integer bands written as integers) as one zipped CSV named like the zip, atomically (temporary file +
+    rename). Numbers are written in their shortest exact form. Used to build synthetic sets and test files."""
     path = Path(path)
     parse_name(path)
     ts_s = np.asarray(ts_ms, np.int64) // 1000
-    stamps = np.datetime_as_string(ts_s.astype("datetime64[s]"), unit="s")
-    lines = ["timestamp,percentage,depth,notional"]
-    lines += [f"{s.replace('T', ' ')},{_pct_text(p)},{d:.8f},{n:.8f}"
-              for s, p, d, n in zip(stamps, np.asarray(percentage, float), np.asarray(depth, float),
-                                    np.asarray(notional, float))]
+    stamps = np.char.replace(np.datetime_as_string(ts_s.astype("datetime64[s]"), unit="s"), "T", " ")
+    pct = np.asarray(percentage, float)
+    pct_col = pa.array(pct.astype(np.int64)) if np.all(pct == np.round(pct)) else pa.array(pct)
+    table = pa.table({"timestamp": pa.array(stamps), "percentage": pct_col,
+                      "depth": pa.array(np.asarray(depth, float)), "notional": pa.array(np.asarray(notional, float))})
+    buf = io.BytesIO()
+    buf.write(b"timestamp,percentage,depth,notional\n")
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="none"))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(path.name[:-4] + ".csv", "\n".join(lines) + "\n")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as z:
+        z.writestr(path.name[:-4] + ".csv", buf.getvalue())
     tmp.replace(path)
     return path
-
-
-def _pct_text(p: float) -> str:
-    return str(int(p)) if float(p).is_integer() else f"{p:g}"
 
 
 def describe_rows(r: BookDepthRows) -> str:

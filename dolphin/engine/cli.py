@@ -18,6 +18,10 @@ def register(sub) -> None:
     p.add_argument("--risk-layer", choices=("none", "acb", "full"), default="none",
                    help="none = neutral risk inputs (APEX, boost 1); acb = ACB boost + adverse-turn exit; "
                         "full = ACB + MC forewarner + survival stack (see dolphin.engine.risklayer)")
+    p.add_argument("--book", default=None, metavar="PATH",
+                   help="order-book history: Binance bookDepth files (a folder, e.g. the cache of `dolphin data "
+                        "download --kind bookDepth`); feeds the flow port and Cat3 (dolphin.book.history). "
+                        "Without it: neutral flow, Cat3 0.5")
     p.set_defaults(func=cmd_backtest)
 
     c = sub.add_parser("calibrate", help="choose thresholds/exits on the in-sample part only")
@@ -42,10 +46,11 @@ def cmd_backtest(args) -> int:
     start, end = time_bounds(args.start, args.end)
     t0 = time.perf_counter()
     r = run(args.data, cfg, start_ms=start, end_ms=end, split=args.split or None, progress=sys.stderr.isatty(),
-            risk_layer=getattr(args, "risk_layer", "none"))
+            risk_layer=getattr(args, "risk_layer", "none"), book=getattr(args, "book", None))
     elapsed = time.perf_counter() - t0
     print(f"{cfg.name} on {args.data}: {len(r.result.symbols)} assets, {r.panel.n_bars:,} bars, "
           f"scans {'cached' if r.scan_cache_hit else 'computed'}, {elapsed:.1f} s")
+    print(f"  flow source: {r.flow_source}")
     for note in r.result.notes:
         print(f"  {note}")
     if r.panel.issues:
@@ -60,7 +65,7 @@ def cmd_backtest(args) -> int:
         print()
         print(risk_layer_table(r))
     name = Path(str(args.data)).name
-    suffix = "" if r.risk_run is None else f"_risk-{args.risk_layer}"
+    suffix = ("" if r.risk_run is None else f"_risk-{args.risk_layer}") + ("" if r.book is None else "_book")
     out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}{suffix}.html"
     write_report(report_data(r, f"DOLPHIN {cfg.name} backtest: {name}"), out)
     if args.trades_csv:

@@ -95,7 +95,8 @@ def report_data(run, title: str) -> ReportData:
         notes.append("data: " + iss.describe())
     daily = allp["daily"][["date", "pnl"]]
     sub = (f"data {run.data} | {len(res.symbols)} assets | bar {res.bar_ms // 60000} min | "
-           f"{fmt_ms(res.ts[lo] - res.bar_ms)} .. {fmt_ms(res.ts[-1])} UTC | strategy {cfg.name}")
+           f"{fmt_ms(res.ts[lo] - res.bar_ms)} .. {fmt_ms(res.ts[-1])} UTC | strategy {cfg.name} | "
+           f"flow: {getattr(run, 'flow_source', 'neutral (no order-book data)')}")
     return ReportData(
         title=title, subtitle=sub, ts=res.ts[lo:], equity=res.equity[lo:], vel_div=res.vel_div[lo:],
         entry_threshold=cfg.entry_threshold, trades=allp["trades"], daily=pd.DataFrame(daily),
@@ -127,7 +128,7 @@ def risk_section(run) -> dict | None:
                 "drawdown %": c["drawdown"] * 100, **{k: c[k] for k in ("Cat1", "Cat2", "Cat3", "Cat4", "Cat5")},
                 "why": "; ".join(f"{k}: {v}" for k, v in c["reasons"].items())}
                for c in rr.posture_changes[:POSTURE_CHANGES_SHOWN]]
-    return {"layers": rr.layers.describe(), "time_in_posture": tip, "postures": list(POSTURE_NAMES),
+    return {"layers": getattr(rr, "description", "") or rr.layers.describe(), "time_in_posture": tip, "postures": list(POSTURE_NAMES),
             "changes": changes, "n_changes": len(rr.posture_changes), "acb_adverse_exits": rr.acb_adverse_exits,
             "boost_quantiles": {f"p{int(q * 100):02d}": float(np.quantile(b, q)) for q in qs},
             "boost_hist": np.histogram(b, bins=np.linspace(0.5, 1.5, 11)),

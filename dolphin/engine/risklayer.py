@@ -21,8 +21,12 @@ How each input is made (all PAST ONLY: nothing a bar's decision uses is known la
 * Survival stack, one check every ``check_every_bars`` (default: 10 minutes of bars, the watchdog cadence),
   at bar closes aligned to the UTC clock. Cat1 = 1 (a backtest has no infrastructure: store reachable,
   heartbeat fresh). Cat2 from the MC envelope in force (``mc=False``: not modelled, 1.0). Cat3 per
-  ``cat3_mode``: "no_book_stale" = 0.5 (DESIGN.md's value for a stale/absent book; no order-book history
-  exists, so this is the honest default) or "not_modelled" = 1.0 (comparison only). Cat4 from
+  ``cat3_mode``: "no_book_stale" = 0.5 (DESIGN.md's value for a stale/absent book; the honest default when
+  no order-book history is given) or "not_modelled" = 1.0 (comparison only). With ``book`` (a
+  ``dolphin.book.history.BookGrid``, ``dolphin backtest --book PATH``) and "no_book_stale", Cat3 comes from
+  the book as of the check's close (``BookGrid.cat3_inputs``: min depth quality / fill prob over the tradable
+  assets, oldest book's age; any of them without a book <= 30 s old -> stale, 0.5), and the book's
+  imbalance / fill_prob feed the engine's flow port in every run (the strategy's and the MC variants'). Cat4 from
   ``DvolSpikeDetector`` on the recorded daily ``dvol_btc``, day D's value fed at D+1 00:00 (when it is
   published). Cat5 from the engine's OWN drawdown at the check: mark-to-market equity at the check's close
   vs the peak of every earlier close (and the starting capital).
@@ -107,7 +111,8 @@ class RiskLayers:
             raise ValueError(f"risk layer preset must be one of {tuple(presets)}, got {name!r}")
         return replace(presets[name], **kw)
 
-    def describe(self) -> str:
+    def describe(self, cat3: str | None = None) -> str:
+        """``cat3``: what Cat3 is made of when not ``CAT3_MODES[cat3_mode]`` (an order-book history)."""
         parts = []
         if self.acb:
             parts.append("ACB boost" + (f" + adverse-turn exit (drop > {self.acb_drop:g})" if self.acb_adverse_exit
@@ -116,7 +121,7 @@ class RiskLayers:
             parts.append(f"MC forewarner ({self.mc_variants} variants, {self.mc_lookback_days} d, "
                          f"republished every {self.mc_refresh_hours:g} h)")
         if self.survival:
-            parts.append(f"survival stack (cat3_mode {self.cat3_mode}: {CAT3_MODES[self.cat3_mode]})")
+            parts.append(f"survival stack ({cat3 or f'cat3_mode {self.cat3_mode}: {CAT3_MODES[self.cat3_mode]}'})")
         return "risk layer: " + (", ".join(parts) if parts else "none (APEX, MC GREEN, boost 1, Rm 1)")
 
 
@@ -133,6 +138,7 @@ class RiskBacktestResult:
     posture_changes: list  # dicts: time, bar, from, to, rm, Cat1..Cat5, reasons
     mc_days: pd.DataFrame  # per UTC day: envelope status, catastrophic prob, days of history
     notes: list = field(default_factory=list)
+    description: str = ""  # layers.describe() as run (names the order-book source of Cat3 when one was given)
 
     @property
     def first_bar(self) -> int:
@@ -165,7 +171,7 @@ CheckFn = Callable[[int, float, float], None]
 def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: np.ndarray,
                 on_check: CheckFn | None = None, *, funding_dir=None, trade_from_ms: int | None = None,
                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                acb_drop: float = 0.2) -> BacktestResult:
+                acb_drop: float = 0.2, flow=None) -> BacktestResult:
     """The engine in chunks ending at each bar of ``check_bars``, carrying the kernel state between them.
 
     After the chunk ending at bar c, ``on_check(c, equity[c], peak)`` runs and may change ``risk``'s arrays
@@ -175,7 +181,7 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
     T = panel.n_bars
     risk.check(T)
     pr = prepare_inputs(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
-                  state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop)
+                  state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop, flow=flow)
     hist = cfg.rank_lookback + 1
     ends = np.asarray(check_bars, dtype=np.int64)
     ends = ends[(ends >= pr.first_bar) & (ends < T - 1)] + 1  # chunk [start, end): end = check bar + 1
@@ -246,14 +252,15 @@ def check_bars_for(panel, every_bars: int | None) -> np.ndarray:
 
 
 def mc_daily_envelopes(panel, scans, cfg: EngineConfig, first_bar: int, layers: RiskLayers,
-                       mc_cfg: MCConfig, *, funding_dir=None) -> dict:
+                       mc_cfg: MCConfig, *, funding_dir=None, flow=None) -> dict:
     """{UTC day ms: MCEnvelope | None} for every day the simulated bars touch; the envelope of day D uses the
     variants' daily returns of the ``mc_lookback_days`` days strictly before D (None: no past day yet)."""
     cfgs, names = perturbed_configs(cfg, layers.mc_variants, layers.mc_seed)
     trade_from = int(panel.close_time[first_bar]) if first_bar > 0 else None
     rets, days = [], None
     for c in cfgs:
-        res = run_backtest(panel, scans, c, funding_dir=funding_dir, trade_from_ms=trade_from, close_at_end=False)
+        res = run_backtest(panel, scans, c, funding_dir=funding_dir, trade_from_ms=trade_from, close_at_end=False,
+                           flow=flow)
         tr = res.trades[res.trades.entry_bar >= first_bar]
         d = daily_table(tr, res.ts[first_bar:], res.equity[first_bar:], c.initial_capital)
         if days is None:
@@ -287,14 +294,23 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
                       funding_dir=None, trade_from_ms: int | None = None, acb_cfg: AcbConfig = ACB_DEFAULT,
                       mc_cfg: MCConfig | None = None, survival_cfg: SurvivalConfig = SurvivalConfig(),
                       dvol: tuple[np.ndarray, np.ndarray] | None = None,
-                      dvol_cfg: DvolConfig = DvolConfig()) -> RiskBacktestResult:
+                      dvol_cfg: DvolConfig = DvolConfig(), book=None) -> RiskBacktestResult:
     """The engine under ``layers`` (see the module docstring). ``exf``: ExF history for the ACB's ExF term and
     DVOL (None: ACB regime term only; DVOL from ``<data>/exf/dvol_btc.csv`` if present). ``dvol``: (day-label
-    ms, values) to use instead (tests). Closes any position at the last close (a backtest)."""
+    ms, values) to use instead (tests). ``book``: a ``BookGrid`` on this panel's bars (None: no order-book
+    history, behaviour as before). Closes any position at the last close (a backtest)."""
     T = panel.n_bars
+    flow = None
+    if book is not None:
+        from dolphin.book.history import BookFlowProvider
+
+        flow = BookFlowProvider(book)
+    use_book = book is not None and layers.cat3_mode == "no_book_stale"
+    cat3_desc = book.describe_cat3() if use_book else CAT3_MODES[layers.cat3_mode]
     mc_cfg = mc_cfg or MCConfig()
     first_bar = 0 if trade_from_ms is None else int(np.searchsorted(panel.close_time, trade_from_ms))
-    notes = [layers.describe()]
+    description = layers.describe(cat3_desc if use_book else None)
+    notes = [description]
     boost = np.ones(T)
     if layers.acb:
         exf_daily = None
@@ -315,7 +331,8 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
     env_by_day: dict = {}
     mc_rows = []
     if layers.mc:
-        env_by_day = mc_daily_envelopes(panel, scans, cfg, first_bar, layers, mc_cfg, funding_dir=funding_dir)
+        env_by_day = mc_daily_envelopes(panel, scans, cfg, first_bar, layers, mc_cfg, funding_dir=funding_dir,
+                                        flow=flow)
         refresh_ms = int(round(layers.mc_refresh_hours * HOUR_MS))
         for d, env in env_by_day.items():
             mc_rows.append({"day": day_label(d), "status": env.status if env else "none",
@@ -334,7 +351,7 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         mc_status[first_bar:] = np.where(stale, ORANGE, st)
         notes.append(f"MC: daily envelopes from {layers.mc_variants} engine variants over the "
                      f"{layers.mc_lookback_days} days before each day; RED blocks entries")
-    risk = RiskInputs(posture, mc_status, boost, rm, layers.describe())
+    risk = RiskInputs(posture, mc_status, boost, rm, description)
     checks = np.zeros(0, np.int64)
     changes: list[dict] = []
     on_check = None
@@ -356,6 +373,7 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         refresh_ms = int(round(layers.mc_refresh_hours * HOUR_MS))
         next_check = np.r_[checks[1:], T - 1]
         k_of = {int(c): i for i, c in enumerate(checks)}
+        tradable = ~(panel.filled | panel.excluded)
 
         def on_check(bar: int, eq: float, peak: float) -> None:
             now = int(ct[bar])
@@ -373,8 +391,9 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
             else:
                 mc_st, mc_age = GREEN, 0.0
             dd = min(1.0, max(0.0, 1.0 - eq / peak)) if peak > 0 else 1.0
+            ob_dq, ob_fp, ob_age = book.cat3_inputs(bar, tradable[bar]) if use_book else (None, None, None)
             inp = SurvivalInputs(store_reachable=True, heartbeat_age_s=0.0, mc_status=mc_st, mc_age_hours=mc_age,
-                                 ob_depth_quality=None, ob_fill_prob=None, ob_age_s=None,
+                                 ob_depth_quality=ob_dq, ob_fill_prob=ob_fp, ob_age_s=ob_age,
                                  minutes_since_dvol_spike=det.minutes_since_spike(now), drawdown=dd)
             b = compute_rm(inp, survival_cfg)
             if not layers.mc:
@@ -393,7 +412,7 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
 
         notes.append(f"survival: {len(checks):,} checks every "
                      f"{(layers.check_every_bars or max(1, CHECK_MS // panel.bar_ms)) * panel.bar_ms // 60000} min; "
-                     f"Cat1 = 1 (no infrastructure in a backtest); {CAT3_MODES[layers.cat3_mode]}; "
+                     f"Cat1 = 1 (no infrastructure in a backtest); {cat3_desc}; "
                      f"Cat5 from the engine's own mark-to-market drawdown")
     if layers.survival:
         quiet = _DropPostureLogs()  # every change is returned in posture_changes; a backtest must not spam
@@ -401,16 +420,16 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         try:
             res = run_chunked(panel, scans, cfg, risk, checks, on_check, funding_dir=funding_dir,
                               trade_from_ms=trade_from_ms, acb_adverse_exit=layers.acb_adverse_exit,
-                              acb_drop=layers.acb_drop)
+                              acb_drop=layers.acb_drop, flow=flow)
         finally:
             logging.getLogger("dolphin.survival").removeFilter(quiet)
     else:
         res = run_backtest(panel, scans, cfg, risk=risk, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
-                           acb_adverse_exit=layers.acb_adverse_exit, acb_drop=layers.acb_drop)
+                           acb_adverse_exit=layers.acb_adverse_exit, acb_drop=layers.acb_drop, flow=flow)
     res.notes.extend(notes)
     return RiskBacktestResult(res, layers, posture, rm, boost, mc_status, cats, checks, changes,
                               pd.DataFrame(mc_rows, columns=["day", "status", "catastrophic_prob", "history_days"]),
-                              notes)
+                              notes, description)
 
 
 def _override(b: RmBreakdown, idx: int, value: float, reason: str) -> RmBreakdown:
