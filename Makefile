@@ -75,6 +75,7 @@ bench: $(STAMP)
 	$(PY) bench/runtime.py
 	$(PY) bench/store.py
 	$(PY) bench/bridge.py  # scan file -> scan_latest / DOLPHIN_SCAN_EVENTS / acb_state via `dolphin bridge`
+	$(PY) bench/book.py  # `dolphin book` vs `dolphin venue`: CPU and event -> store latency, 50 and 400 symbols
 	$(PY) bench/ablation.py  # BLUE with / without ACB and the full risk layer, in- and out-of-sample
 	$(PY) bench/backfill.py  # ~17 min: 249 daily partitions through the whole Dagster graph
 
