@@ -115,6 +115,16 @@ def run_size(n: int) -> dict:
                           str(SPEED), "--days", "1", "--history-bars", "10", "--log-level", "WARNING"], env,
                          r"127\.0\.0\.1:(\d+)")
         port = int(m.group(1))
+        import urllib.request
+
+        for _ in range(600):  # the port is bound before the server answers: wait for /fapi/v1/ping
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/fapi/v1/ping", timeout=2).read()
+                break
+            except OSError:
+                if venue.poll() is not None:
+                    raise RuntimeError(f"dolphin venue exited {venue.returncode}: {venue.stderr.read()[-2000:]}")
+                time.sleep(0.1)
         (tmp / "symbols.txt").write_text("\n".join(syms))
         book, _ = start([sys.executable, "-m", "dolphin.cli", "book", "--symbols", f"@{tmp / 'symbols.txt'}",
                          "--ws-url", f"ws://127.0.0.1:{port}", "--http-url", f"http://127.0.0.1:{port}",
