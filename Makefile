@@ -83,9 +83,12 @@ bench: $(STAMP)
 dagster: $(STAMP)
 	$(PY) -m dolphin_assets.dev --port $(DAGSTER_PORT)
 
-# The whole stack on loopback (venue replaying a day of usdtm-5m-2023, bridge, Dagster, runtime sandbox); Ctrl-C stops it
+# The whole stack on loopback (dagster dev with the scan-file sensor on, venue replaying a day of usdtm-5m-2023,
+# bridge, runtime sandbox); Ctrl-C stops every process. DAGSTER_PORT=0: a free port; DEMO_ARGS: more options
+# (e.g. DEMO_ARGS="--days 0.1 --mode live"); DOLPHIN_HZ_MEMBERS/DOLPHIN_HZ_CLUSTER: Hazelcast for every process
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(DOLPHIN) demo --dagster-port $(DAGSTER_PORT)
+	$(DOLPHIN) demo --dagster-port $(DAGSTER_PORT) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
