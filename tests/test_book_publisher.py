@@ -145,10 +145,12 @@ def flow(sym, us, **kw):
     return [("send", depth(sym, u, **kw)) for u in us]
 
 
-def test_normal_flow_publishes_every_asset_with_exchange_and_publish_times(tmp_path):
+@pytest.mark.parametrize("writers", [1, 2])
+def test_normal_flow_publishes_every_asset_with_exchange_and_publish_times(tmp_path, writers):
     script = Script([flow("AAAUSDT", range(1, 6)) + flow("BBBUSDT", range(1, 6)) + [("hold",)]])
     pub, store = run_case(script, lambda p, s: last_u(s, "AAAUSDT") == 5 and last_u(s, "BBBUSDT") == 5,
-                          record_dir=tmp_path / "book", record_every_s=0)
+                          record_dir=tmp_path / "book", record_every_s=0, writers=writers)
+    assert len(pub.writers) == writers
     assert pub.books["AAAUSDT"].published == 5  # every message handed over; the writer keeps the newest per asset
     rec = store.latest("asset_AAAUSDT_ob")
     v = rec.value

@@ -44,7 +44,8 @@ Symbols: ``GET /fapi/v1/exchangeInfo`` at start and every ``info_every_s`` (600 
 not listed, or listed with a status other than TRADING, is reported, unsubscribed and no longer published.
 If the request fails the publisher keeps the symbols it has and says so.
 
-Writes to the store run on their own thread ("dolphin-book-writer"), newest record per asset (older pending
+Writes to the store run on their own threads ("dolphin-book-writer-<i>", ``--writers``, default 2, assets split
+between them so each asset's records stay in order), newest record per asset (older pending
 ones are superseded): a slow or unavailable store never stalls the feed; while it is unavailable the writer
 backs off (0.1 s .. 5 s) and logs once per outage; a pending record older than ``silent_s`` is dropped, not
 written late.
@@ -129,15 +130,20 @@ class Recorder:
         self.last_flush = time.monotonic()
         self.last_row_ms: dict[str, int] = {}
         self.files: list[Path] = []
+        self.lock = threading.RLock()  # shared by the writer threads
 
     def add(self, v: dict, visible_ms: int | None) -> None:
+        with self.lock:
+            self._add(v, visible_ms)
+
+    def _add(self, v: dict, visible_ms: int | None) -> None:
         sym, recv = v["symbol"], v["receive_time_ms"]
         prev = self.last_row_ms.get(sym)
         if self.every_ms > 0 and prev is not None and recv - prev < self.every_ms:
             return
         day = datetime.fromtimestamp(recv / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
         if self.day is not None and day != self.day:
-            self.flush()
+            self._flush()
         self.day = day
         self.last_row_ms[sym] = recv
         self.rows.append((sym, v["event_time_ms"], recv, v["publish_time_ms"], visible_ms, v["update_id"],
@@ -145,10 +151,15 @@ class Recorder:
                           v["ask_notional"], v["mid"], v["synthetic"]))
 
     def maybe_flush(self) -> None:
-        if self.rows and time.monotonic() - self.last_flush >= self.flush_s:
-            self.flush()
+        with self.lock:
+            if self.rows and time.monotonic() - self.last_flush >= self.flush_s:
+                self.flush()
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         self.last_flush = time.monotonic()
         if not self.rows:
             return
@@ -183,8 +194,8 @@ class Recorder:
 class StoreWriter(threading.Thread):
     """Newest record per asset -> the feature store, off the event loop (module docstring)."""
 
-    def __init__(self, store, recorder: Recorder | None, drop_after_s: float):
-        super().__init__(name="dolphin-book-writer", daemon=True)
+    def __init__(self, store, recorder: Recorder | None, drop_after_s: float, name: str = "dolphin-book-writer"):
+        super().__init__(name=name, daemon=True)
         self.store, self.recorder, self.drop_after_ms = store, recorder, drop_after_s * 1000
         self.pending: dict[str, dict] = {}
         self.cond = threading.Condition()
@@ -275,7 +286,7 @@ class BookPublisher:
                  conn_idle_s: float = 10.0, roll_s: float = 23.5 * 3600, streams_per_conn: int = 200,
                  info_every_s: float = 600.0, backoff_min_s: float = 0.5, backoff_max_s: float = 30.0,
                  record_dir: Path | None = None, record_every_s: float = 10.0, flush_s: float = 300.0,
-                 seed: int | None = None):
+                 writers: int = 1, seed: int | None = None):
         syms = sorted({str(s).strip().upper() for s in symbols if str(s).strip()})
         if not syms:
             raise ValueError("dolphin book: no symbols given")
@@ -291,7 +302,11 @@ class BookPublisher:
         self.shards = [syms[i:i + streams_per_conn] for i in range(0, len(syms), streams_per_conn)]
         self.books = {s: SymbolBook(s, i) for i, sh in enumerate(self.shards) for s in sh}
         self.recorder = Recorder(record_dir, record_every_s, flush_s) if record_dir is not None else None
-        self.writer = StoreWriter(store, self.recorder, silent_s) if store is not None else None
+        if writers < 1:
+            raise ValueError("writers must be >= 1")
+        self.writers = [StoreWriter(store, self.recorder, silent_s, f"dolphin-book-writer-{i}")
+                        for i in range(writers)] if store is not None else []
+        self._writer_of = {s: self.writers[i % writers] for i, s in enumerate(syms)} if self.writers else {}
         self.reports: list[Report] = []
         self._open_episode: set[tuple] = set()
         self.rng = random.Random(seed)
@@ -300,6 +315,14 @@ class BookPublisher:
         self._ws: dict[int, object] = {}
         self.malformed = 0
         self.started_ms: int | None = None
+
+    @property
+    def writer(self):
+        """The writers' totals (``written``, ``dropped``, ``failures``), or None without a store."""
+        if not self.writers:
+            return None
+        return argparse.Namespace(**{k: sum(getattr(w, k) for w in self.writers)
+                                     for k in ("written", "dropped", "failures")})
 
     # ------------------------------------------------------------------ reports
     def report(self, symbol: str | None, kind: str, message: str, *, once: bool = True) -> None:
@@ -390,8 +413,8 @@ class BookPublisher:
                  "ask_notional": band.ask_notional, "mid": mid, "band_pct": self.params.band_pct,
                  "event_time": iso_utc(e_ms), "event_time_ms": e_ms, "receive_time_ms": recv_ms,
                  "update_id": u, "gaps": book.gaps, "source": SOURCE, "synthetic": bool(data.get("synthetic"))}
-        if self.writer is not None:
-            self.writer.submit(value)
+        if self.writers:
+            self._writer_of[sym].submit(value)
         return "published"
 
     def on_connected(self, shard: int) -> None:
@@ -518,8 +541,8 @@ class BookPublisher:
 
     async def run(self, stop: asyncio.Event) -> None:
         self.started_ms = None
-        if self.writer is not None:
-            self.writer.start()
+        for w in self.writers:
+            w.start()
         try:
             await self.check_symbols()
             self.started_ms = _now_ms()
@@ -539,9 +562,10 @@ class BookPublisher:
                 t.cancel()
             await asyncio.gather(stopper, *tasks, return_exceptions=True)
         finally:
-            if self.writer is not None:
-                self.writer.stop()
-                await asyncio.to_thread(self.writer.join, 30)
+            for w in self.writers:
+                w.stop()
+            for w in self.writers:
+                await asyncio.to_thread(w.join, 30)
 
     def summary(self) -> str:
         pub = sum(b.published for b in self.books.values())
@@ -588,7 +612,8 @@ def cmd_book(args) -> int:
         pub = BookPublisher(symbols, store, ws_url=ws_url, http_url=None if http_url == "none" else http_url,
                             params=params, min_interval_s=args.interval_s, silent_s=args.silent_s,
                             roll_s=args.roll_hours * 3600, streams_per_conn=args.streams_per_conn,
-                            record_dir=record_dir, record_every_s=args.record_every_s, flush_s=args.flush_s)
+                            record_dir=record_dir, record_every_s=args.record_every_s, flush_s=args.flush_s,
+                            writers=args.writers)
     except ValueError as e:
         store.close()
         print(f"dolphin book: {e}", file=sys.stderr)
@@ -630,6 +655,8 @@ def register(sub) -> None:
     p.add_argument("--silent-s", type=float, default=10.0, help="report an asset silent after this (10)")
     p.add_argument("--roll-hours", type=float, default=23.5, help="roll each connection after this (23.5)")
     p.add_argument("--streams-per-conn", type=int, default=200)
+    p.add_argument("--writers", type=int, default=2,
+                   help="store writer threads, assets split between them (2; Hazelcast: more overlap round trips)")
     p.add_argument("--record-dir", default=None, help="Parquet folder (default $DOLPHIN_HOME/book)")
     p.add_argument("--record-every-s", type=float, default=10.0, help="one row per asset per this (0: every record)")
     p.add_argument("--flush-s", type=float, default=300.0, help="write a Parquet part this often (300)")
