@@ -176,6 +176,16 @@ class Accounts:
                             pe.signal, pe.posture, pe.boost, pe.limit, pe.fees, "TAKER" if pe.taker else "MAKER")
         return self.trade
 
+    def adopt(self, asset: int, ad) -> _Trade:
+        """A restart continues an open position (``runtime.reconcile.Adopted``): the journal's entry and the
+        decision context journaled with it."""
+        c = ad.context
+        self.trade = _Trade(asset, ad.side, bar_of(ad.entry_fill_ns, self.bar_ms), ad.entry_fill_ns, ad.qty,
+                            ad.entry_px, float(c["target_notional"]), float(c["leverage"]), ad.fees,
+                            float(c["capital_before"]), float(c["signal"]), int(c["posture"]), float(c["boost"]),
+                            bool(c["limit"]), ad.fees, "")
+        return self.trade
+
     def charge_funding(self, t: int, open_ms: int, open_px) -> None:
         """Funding of the bar ``t`` (opening at ``open_ms``) on the open trade; ``open_px``: that bar's open
         of each instrument (Price objects or floats)."""

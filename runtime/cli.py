@@ -147,16 +147,16 @@ def cmd_node(args) -> int:
     ctx = _node_ledger_and_risk(args, settings, symbols)
     if isinstance(ctx, int):
         return ctx
-    sink, risk_source, capital = ctx
+    sink, risk_source, capital, adopt = ctx
     try:
-        return _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital)
+        return _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt)
     finally:
         if risk_source is not None:  # stop its refresher / publisher threads, then the store
             risk_source.close()
             risk_source.store.close()
 
 
-def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> int:
+def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt) -> int:
     from runtime.nodes import CredentialsError, build_node, missing_credentials, node_endpoints
 
     history = None
@@ -172,7 +172,7 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital) -> 
               f"`dolphin runtime {args.mode}` without --dry-run refuses to start without them", file=sys.stderr)
     try:
         node = build_node(settings, history=history, capital=capital, risk_source=risk_source, journal=sink,
-                          dry_run=args.dry_run)
+                          dry_run=args.dry_run, adopt=adopt)
     except CredentialsError as e:
         print(f"dolphin: error: {e}", file=sys.stderr)
         return 2
@@ -267,15 +267,24 @@ def open_risk_store(mode: str):
 
 def _node_ledger_and_risk(args, settings, symbols):
     """The node's journal session (one per mode/venue/UTC day: a restart the same day continues it) and
-    its risk source. Capital comes from the ledger: the session's own when restarting, else the last
-    session's of this mode, else the config. An open position in the journal is refused: the strategy
-    cannot adopt a venue position it did not open in this process, so it must be reconciled first."""
+    its risk source, capital and the position to adopt. Capital comes from the ledger: the session's own when
+    restarting, else the last session's of this mode, else the config. A session with an open position
+    continues until flat (also past midnight). Before a real start the journal is reconciled with the venue
+    (``runtime.reconcile``: fills made while down are journaled, the open position adopted, a disagreement
+    refused with exit 2); a dry run connects nowhere and only reports what the journal holds."""
     from datetime import datetime, timezone
 
     from dolphin.ledger.journal import FillJournal
     from dolphin.status import ledger_path
     from runtime.ledger import LedgerSink
+    from runtime.nodes import CredentialsError, check_credentials
 
+    if not args.dry_run:  # reconciliation reads the venue's account with them: refuse before touching anything
+        try:
+            check_credentials(settings)
+        except CredentialsError as e:
+            print(f"dolphin: error: {e}", file=sys.stderr)
+            return 2
     journal = FillJournal(args.ledger or ledger_path())
     strategy = args.strategy.upper()
     from runtime.nodes import venue_label
@@ -286,6 +295,8 @@ def _node_ledger_and_risk(args, settings, symbols):
         f"{args.mode}:{venue}:")]
     current = journal.restore(strategy, session)
     prev = current if current.status != "new" else journal.restore(strategy, mine[-1]["session"]) if mine else None
+    if current.status == "new" and prev is not None and prev.positions and prev.status == "open":
+        session, current = prev.session, prev  # its open position's session continues until flat
     if current.status != "new":
         opening = current.opening_capital
     elif args.capital is not None:
@@ -294,10 +305,6 @@ def _node_ledger_and_risk(args, settings, symbols):
         opening = prev.capital
     else:
         opening = float(settings.engine.initial_capital)
-    if prev is not None and prev.positions:
-        print(f"dolphin runtime {args.mode}: the ledger shows open positions ({prev.describe()}); reconcile them "
-              f"with the venue (close or confirm) before starting a new session", file=sys.stderr)
-        return 2
     risk_source = None
     if args.risk == "store":
         from runtime.risk import StoreRiskSource
@@ -308,6 +315,30 @@ def _node_ledger_and_risk(args, settings, symbols):
         risk_source = StoreRiskSource(opened[0], symbols=symbols, clock="wall")
     sink = LedgerSink(journal, strategy, session, mode=args.mode, opening_capital=opening,
                       store=risk_source.store if risk_source else None, resimulate=False)
+    adopt = None
+    if args.dry_run:
+        if sink.restored.positions:
+            print(f"dry run: the ledger shows open positions ({sink.restored.describe()}); a real start reconciles "
+                  "them with the venue and adopts them")
+    else:
+        from runtime.reconcile import ReconcileError, VenueAccount, reconcile
+
+        try:
+            account = None
+            if args.mode == "live":
+                from runtime.nodes import node_endpoints
+
+                account = VenueAccount.from_env(node_endpoints(settings)["http"], settings.testnet)
+            rec = reconcile(sink, symbols, account=account)
+        except ReconcileError as e:
+            print(f"dolphin runtime {args.mode}: {e}", file=sys.stderr)
+            if risk_source is not None:
+                risk_source.close()
+                risk_source.store.close()
+            return 2
+        for line in rec.lines:
+            print(f"reconcile: {line}", flush=True)
+        adopt = rec.adopt
     if risk_source is not None:
         risk_source.attach(sink)  # runtime_<mode> is re-created from the journal if the store loses it
-    return sink, risk_source, sink.restored.capital
+    return sink, risk_source, journal.restore(strategy, session).capital, adopt

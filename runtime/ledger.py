@@ -78,6 +78,10 @@ class LedgerSink:
             print(f"journal {status} {event_id} capital {capital_after!r}", file=self.progress, flush=True)
         self._publish(ev.event_id, ev.ts_ns // 1_000_000, capital_after, "open")
 
+    def record_entry(self, order_id: str, symbol: str, ts_ns: int, context: dict) -> None:
+        """The decision behind an entry order, journaled before the order is sent (restart adoption reads it)."""
+        self.journal.record_entry(self.strategy, self.session, order_id, symbol, int(ts_ns), context)
+
     def close(self, capital: float) -> Restored:
         if self.confirmed < len(self._expected):  # appends only follow a complete re-confirmation (record)
             raise JournalConflictError(

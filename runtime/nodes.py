@@ -214,12 +214,17 @@ def adapter_endpoints(testnet: bool) -> dict:
             "ws_private": get_ws_private_base_url(acct, env, False)}
 
 
-def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None):
+def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None, adopt=None):
     from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
 
+    # live: orders at the venue that Nautilus's start-up reconciliation finds (a take-profit resting from before a
+    # restart) belong to this strategy, so it can track and cancel them (runtime.reconcile)
+    claims = [instrument_id(s) for s in settings.symbols] if settings.mode == "live" else None
     scfg = DolphinStrategyConfig(symbols=tuple(settings.symbols), bar_ms=int(settings.bar_ms),
-                                 engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms))
-    strategy = DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal)
+                                 engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms),
+                                 external_order_claims=claims)
+    strategy = DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal,
+                               adopt=adopt)
     if settings.scan_files:
         from runtime.scan_files import ScanFileWriter
 
@@ -228,7 +233,7 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
 
 
 def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None,
-               dry_run: bool = False):
+               dry_run: bool = False, adopt=None):
     """Check credentials, construct and build the node with its DolphinStrategy. Does not connect:
     the caller runs it (``node.run()``) and disposes it (``node.dispose()``, which closes its loop,
     hence a fresh event loop per node). ``dry_run``: the node will not be run, so missing credentials
@@ -255,5 +260,5 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
 
         node.trader.add_actor(sandbox_market_feed(settings.symbols, settings.bar_ms))
     node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital,
-                                          journal=journal))
+                                          journal=journal, adopt=adopt))
     return node

@@ -92,7 +92,7 @@ class DolphinStrategy(Strategy):
 
     def __init__(self, config: DolphinStrategyConfig, *, risk_source: RiskSource | None = None,
                  history=None, funding: FundingSchedule | None = None, tradable=None,
-                 capital: float | None = None, journal=None):
+                 capital: float | None = None, journal=None, adopt=None):
         """``history``: a ``dolphin.data.Panel`` of the bars just before the first live bar, same
         symbols in the same order (warms the scanner, the regime and the ranking lookback).
         ``tradable``: optional ``close_ms -> (N,) bool`` (replay passes the panel's
@@ -101,7 +101,9 @@ class DolphinStrategy(Strategy):
         config's ``initial_capital``).
         ``journal``: optional sink with ``record(kind, event_id, ts_ns, symbol, side, role, qty, price, fee,
         amount, liquidity, capital_after)`` (``runtime.ledger.LedgerSink``): called after every fill and
-        funding charge has been applied, before the strategy acts on it further."""
+        funding charge has been applied, before the strategy acts on it further; with ``record_entry(order_id,
+        symbol, ts_ns, context)`` also the decision behind each entry order, before it is sent.
+        ``adopt``: a ``runtime.reconcile.Adopted`` position to continue after a restart (see that module)."""
         super().__init__(config)
         self.cfg = EngineConfig.from_dict(dict(config.engine)) if config.engine else BLUE
         self.p = K.pack_params(self.cfg, config.acb_adverse_exit, config.acb_drop)
@@ -128,7 +130,9 @@ class DolphinStrategy(Strategy):
         self.market = MarketState(self.symbols, self.bar_ms, self.cfg, self.p)
         self._last_close_ms = None
         self._tp_order = self._exit_order = None
-        self._roles = {}  # client_order_id -> "entry" | "tp" | "exit"
+        self._roles = {}  # client_order_id -> "entry" | "tp" | "exit" | "restore"
+        self._adopt = adopt
+        self._restoring = None  # sandbox adoption: the position to re-create at the first bar close
         self.market.precompile()
         if history is not None:
             self._last_close_ms = self.market.warm_up(history)
@@ -141,6 +145,8 @@ class DolphinStrategy(Strategy):
                 self.log.error(f"instrument {iid} not in cache: cannot trade it")
             self._instr[i] = inst
             self.subscribe_bars(self.bar_types[i])
+        if self._adopt is not None:
+            self._adopt_position(self._adopt)
 
     def on_stop(self) -> None:
         if self.acct.closing_bar is not None:
@@ -195,6 +201,8 @@ class DolphinStrategy(Strategy):
     def _on_bar_close(self, close_ms: int, tradable: np.ndarray) -> None:
         p, ac = self.p, self.acct
         t = close_ms // self.bar_ms
+        if self._restoring is not None and self._roles.get(getattr(self._restoring, "client_order_id", None)) is None:
+            self._restore_position(self._restoring)
         open_ms = close_ms - self.bar_ms
         # the kernel's step 1 tail: a limit entry not filled within its bar is cancelled
         if ac.pending is not None and ac.pending.limit and ac.pending.filled_qty == 0.0:
@@ -214,7 +222,7 @@ class DolphinStrategy(Strategy):
             d = K.decide_exit(p, t, tr.entry_bar, tr.posture, tr.boost, risk.posture, risk.acb_boost)
             if d != K.D_NONE:
                 decision, asset = d, tr.asset
-                if not at_end and self._exit_order is None:
+                if not at_end and self._exit_order is None and self._restoring is None:
                     self._exit(K.DECISION_TO_REASON[d])
         elif ac.pending is None and K.entry_allowed(p, vol_ok, risk.posture, risk.mc_status):
             # (a market entry still in flight at the next close happens live only: never double up)
@@ -265,6 +273,12 @@ class DolphinStrategy(Strategy):
         else:
             order = self.order_factory.market(self.ids[a], o_side, qty, tags=["ENTRY"])
         ac.pending = _Pending(order, a, side, notional, lev, vd, risk.posture, risk.acb_boost, limit, ac.capital)
+        if hasattr(self.acct.journal, "record_entry"):  # durable before the order exists anywhere else
+            self.acct.journal.record_entry(
+                str(order.client_order_id), self.symbols[a], self._last_close_ms * NS_PER_MS,
+                {"side": int(side), "leverage": float(lev), "target_notional": float(notional), "signal": float(vd),
+                 "posture": int(risk.posture), "boost": float(risk.acb_boost), "limit": bool(limit),
+                 "capital_before": float(ac.capital), "decision_close_ms": int(self._last_close_ms)})
         self._submit(order, "entry")
 
     def _place_tp(self, tr) -> None:
@@ -311,6 +325,37 @@ class DolphinStrategy(Strategy):
         if not o.is_closed:
             self.cancel_order(o)
 
+    # ------------------------------------------------------------------ restart adoption (runtime.reconcile)
+    def _adopt_position(self, ad) -> None:
+        if ad.symbol not in self.symbols or self._instr[self.symbols.index(ad.symbol)] is None:
+            self.log.error(f"cannot adopt {ad.describe()}: {ad.symbol} is not traded by this node")
+            return
+        tr = self.acct.adopt(self.symbols.index(ad.symbol), ad)
+        self.log.warning(f"restart: adopted {ad.describe()}")
+        if ad.restore:
+            self._restoring = tr  # the simulated exchange has no price before the first bar
+            return
+        from nautilus_trader.model.identifiers import ClientOrderId
+
+        order = self.cache.order(ClientOrderId(ad.tp_order_id)) if ad.tp_order_id else None
+        if order is not None and order.is_open and order.strategy_id == self.id:
+            self._tp_order = order
+            self._roles[order.client_order_id] = "tp"
+            tr.tp_price = to_float(order.price)
+        elif ad.tp_order_id:
+            self.log.error(f"restart: the venue's take-profit {ad.tp_order_id} was not reconciled into this "
+                           f"strategy ({order!r}): the position keeps its exits but no take-profit order")
+        else:
+            self._place_tp(tr)
+
+    def _restore_position(self, tr) -> None:
+        """Sandbox: re-create the adopted position in the simulated exchange (not journaled, not booked)."""
+        inst = self._instr[tr.asset]
+        order = self.order_factory.market(self.ids[tr.asset], OrderSide.SELL if tr.side < 0 else OrderSide.BUY,
+                                          inst.make_qty(tr.qty), tags=["RESTORE"])
+        self._restoring = order
+        self._submit(order, "restore")
+
     def _finalise(self) -> None:
         self.acct.finalise(self._last_close_ms)
         self._exit_order = None
@@ -320,6 +365,12 @@ class DolphinStrategy(Strategy):
         role = self._roles.get(event.client_order_id)
         if role is None:
             self.log.warning(f"fill for an order this strategy does not track: {event}")
+            return
+        if role == "restore":  # the adopted position exists in the simulated exchange again: protect it
+            order = self.cache.order(event.client_order_id)
+            if order is not None and order.is_closed:
+                self._restoring = None
+                self._place_tp(self.acct.trade)
             return
 
         def order_closed() -> bool:
@@ -360,6 +411,10 @@ class DolphinStrategy(Strategy):
                 ac.pending = None
         elif role == "exit" and self._exit_order is not None and self._exit_order.client_order_id == cid:
             self._exit_order = None  # the next bar close decides again
+        elif role == "restore":
+            self.log.error(f"restart: re-creating the adopted position in the sandbox was {what}; retrying at the "
+                           "next bar close")
+            self._restoring = self.acct.trade
         elif role == "tp" and self._tp_order is not None and self._tp_order.client_order_id == cid:
             self._tp_order = None
             if what != "canceled":

@@ -246,7 +246,7 @@ def test_cli_dry_run_builds_without_connecting(keys, capsys):
     assert SECRET not in text and KEY not in text
 
 
-def test_node_restores_capital_from_the_ledger_and_refuses_an_open_position(keys, capsys, tmp_path, monkeypatch):
+def test_node_restores_capital_from_the_ledger_and_continues_an_open_position(keys, capsys, tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
     from dolphin.ledger.journal import FillJournal, JournalEvent
@@ -258,8 +258,15 @@ def test_node_restores_capital_from_the_ledger_and_refuses_an_open_position(keys
     j.append("BLUE", JournalEvent("O-1:T-1", "sandbox:testnet:2024-01-01", "fill", 1, "BTCUSDT", "SELL", "entry",
                                   0.1, 40_000.0, 2.0, 24_998.0))
     args = ("runtime", "sandbox", "--dry-run", "--log-level", "ERROR", "--ledger", str(ledger))
-    assert _cli(*args) == 2
-    assert "open positions" in capsys.readouterr().err
+    # an open position: its session continues (not today's), a real start would reconcile and adopt it
+    assert _cli(*args) == 0
+    out = capsys.readouterr().out
+    assert "open positions" in out and "BTCUSDT -0.1 @ 40000" in out and "reconciles them" in out, out
+    assert j.restore("BLUE", "sandbox:testnet:2024-01-01").runs == 2
+    # a real start cannot adopt it: no entry decision was journaled for O-1 (written by runtime versions that
+    # journal entries): refused before anything connects
+    assert _cli(*args[:2], *args[3:]) == 2
+    assert "no journaled entry decision for order O-1" in capsys.readouterr().err
     j.append("BLUE", JournalEvent("O-2:T-2", "sandbox:testnet:2024-01-01", "fill", 2, "BTCUSDT", "BUY", "tp",
                                   0.1, 39_000.0, 2.0, 25_096.0))
     assert _cli(*args) == 0  # flat: the new session opens with the last session's capital

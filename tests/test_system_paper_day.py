@@ -204,51 +204,97 @@ def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(home_store)
     assert apex_at - hib_at >= 4, seen  # >= 5 healthy checks (bar closes) after the store came back
 
 
-def test_sigkill_with_an_open_position_restart_refuses_and_the_venue_keeps_it(home_store):
-    """Live mode, the runtime SIGKILLed once its entry is journaled and its take-profit rests at the venue (the
-    venue holds the short and the order): a restart refuses to start over the journal's open position (exit 2, naming it) instead of
-    trading blind, the venue's REST still shows the position, and the journal holds the entry exactly once.
-    Reconciling and adopting that position (section 4's restart) is not done yet: this is what DOLPHIN
-    relies on until then."""
+def _wait(cond, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {timeout} s")
+
+
+@pytest.mark.parametrize("case", ["live-adopt", "live-tp-while-down", "sandbox-adopt"])
+def test_sigkill_mid_trade_restart_reconciles_and_loses_or_doubles_no_fill(case, home_store):
+    """The runtime SIGKILLed once its ETHUSDT short is journaled and (live) its take-profit rests at the venue,
+    then restarted with the same command:
+    - live-adopt: restarted while the venue still holds the short (3 s per bar: the TP is ~20 s away): the
+      restart reconciles with the venue's REST, adopts the position, claims the resting TP through Nautilus's
+      reconciliation (no second TP), and the TP filling later is journaled by the restarted runtime, once;
+    - live-tp-while-down: the TP fills at the venue while the runtime is down: the restart journals that fill from
+      the venue's userTrades (same event id scheme), the journal and the venue are flat, nothing is adopted;
+    - sandbox-adopt: Nautilus's simulated exchange died with the process: the restart adopts the journal's
+      position, re-creates it there (a 'restore' order, neither journaled nor booked) and protects it with the
+      TP at the journaled entry's price, which fills later.
+    In every case the journal ends with the entry and the take-profit exactly once, at the kernel's bars."""
     from dolphin.demo import Proc
     from dolphin.ledger.journal import FillJournal
     from tests.venue_helpers import call
 
     home, store = home_store
+    mode = case.split("-")[0]
+    speed = 0.5 if case == "live-tp-while-down" else 3.0
     feed = RiskFeed(store, SYMBOLS)
-    stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS, mode="live")
+    stack = Stack(home, start=START, days=0.065, speed=speed, symbols=SYMBOLS, mode=mode)  # to 19:05, TP 18:50
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
+    roles = lambda: [e.role for e in journal.events("BLUE") if e.kind == "fill"]  # noqa: E731
+    base = f"http://127.0.0.1:{{}}"
+    again = None
     try:
         stack.start()
         stack.procs["venue"].wait_for(r"replay starts", 120)
-        deadline = time.monotonic() + 60
-        while not journal.events("BLUE") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        entry = journal.events("BLUE")
-        assert [e.role for e in entry] == ["entry"], entry
-        base = f"http://127.0.0.1:{stack.port}"
         key, secret = stack.env["DOLPHIN_VENUE_API_KEY"], stack.env["DOLPHIN_VENUE_API_SECRET"]
-        deadline = time.monotonic() + 10  # the take-profit is sent after the entry is journaled: let it rest
-        while time.monotonic() < deadline and not call(base, "GET", "/fapi/v1/openOrders", {"symbol": "ETHUSDT"},
-                                                       signed=True, key=key, secret=secret)[1]:
-            time.sleep(0.02)
+        rest = lambda path, **p: call(base.format(stack.port), "GET", path, p, signed=True, key=key,  # noqa: E731
+                                      secret=secret)[1]
+        _wait(lambda: roles() == ["entry"], 90, "journaled entry")
+        if mode == "live":  # the take-profit is sent after the entry is journaled: let it rest at the venue
+            _wait(lambda: rest("/fapi/v1/openOrders", symbol="ETHUSDT"), 10, "resting take-profit")
+        else:
+            stack.procs["runtime"].wait_for(r"TP", 10)
+        t_kill = time.monotonic()
         code, _ = stack.procs["runtime"].stop(timeout=10, sig=9)  # SIGKILL
         assert code == -9
+        if case == "live-tp-while-down":
+            _wait(lambda: float(rest("/fapi/v2/positionRisk", symbol="ETHUSDT")[0]["positionAmt"]) == 0.0, 30,
+                  "take-profit fill at the venue")
         again = Proc("runtime-restart", stack.procs["runtime"].args, stack.env, stack.logdir)
-        rc = again.p.wait(120)
-        out = again.text()
-        st, pos = call(base, "GET", "/fapi/v2/positionRisk", {"symbol": "ETHUSDT"}, signed=True, key=key,
-                       secret=secret)
-        st2, orders = call(base, "GET", "/fapi/v1/openOrders", {"symbol": "ETHUSDT"}, signed=True, key=key,
-                           secret=secret)
+        stack.procs["runtime"] = again  # stopped (SIGTERM) with the stack
+        again.wait_for(r"reconcile: |RUNNING|Trader.*RUNNING", 120)
+        t_restarted = time.monotonic()
+        stack.procs["venue"].wait_for(r"replay finished", 120)
+        _wait(lambda: roles() == ["entry", "tp"], 15, "journaled take-profit")
+        time.sleep(1.0)
+        pos = rest("/fapi/v2/positionRisk", symbol="ETHUSDT")
+        orders = rest("/fapi/v1/openOrders", symbol="ETHUSDT")
     finally:
         exits = stack.stop()
         feed.stop()
         store.close()
-    print(f"\nrestart exit {rc}: {[ln for ln in out.splitlines() if 'open position' in ln]}; venue position {pos}; "
-          f"open orders {[(o['side'], o['type'], o['price'], o['reduceOnly']) for o in orders]}; exits {exits}")
-    assert rc == 2 and "open positions" in out and "ETHUSDT" in out, out[-3000:]
-    assert st == 200 and float(pos[0]["positionAmt"]) == -entry[0].qty, pos
-    assert st2 == 200 and [(o["side"], o["type"], o["reduceOnly"]) for o in orders] == [("BUY", "LIMIT", True)], orders
-    assert [e.role for e in FillJournal(home / "ledger" / "ledger.sqlite").events("BLUE")] == ["entry"]
-    assert exits["venue"][0] == 0 and exits["bridge"][0] == 0
+    out = again.text() if again is not None else ""
+    fills = [e for e in FillJournal(home / "ledger" / "ledger.sqlite").events("BLUE") if e.kind == "fill"]
+    print(f"\n{case}: restart to running {t_restarted - t_kill:.1f} s after the kill; reconcile lines "
+          f"{[ln for ln in out.splitlines() if 'reconcile:' in ln or 'adopted' in ln]}; fills "
+          f"{[(e.role, e.side, e.qty, e.price, e.event_id) for e in fills]}; exits {exits}")
+    assert all(c == 0 for c, _ in exits.values()), (exits, out[-4000:])
+    assert [e.role for e in fills] == ["entry", "tp"], (fills, out[-4000:])
+    assert len({e.event_id for e in fills}) == 2
+    bt = backtest_trades(parse_ms(START)).iloc[0]
+    assert fills[0].symbol == fills[1].symbol == "ETHUSDT" and fills[0].side == "SELL" and fills[1].side == "BUY"
+    assert fills[1].qty == fills[0].qty
+    assert fills[1].price == pytest.approx(fills[0].price * (1 - 0.0095), rel=1e-4), fills
+    if mode == "live":
+        assert int(bt.exit_time) - 300_000 <= fills[1].ts_ns // 1_000_000 < int(bt.exit_time), (fills[1], bt)
+        assert float(pos[0]["positionAmt"]) == 0.0 and orders == [], (pos, orders)
+    if case == "live-adopt":
+        assert "adopting ETHUSDT short" in out and "take-profit kept" in out, out[-4000:]
+        assert "not reconciled into this strategy" not in out, out[-4000:]
+    elif case == "live-tp-while-down":
+        assert "journaled a fill made while the runtime was down" in out and "adopting" not in out, out[-4000:]
+    else:
+        assert "sandbox restart: adopting ETHUSDT short" in out and "RESTORE" in out, out[-4000:]
+
+
+def parse_ms(s: str) -> int:
+    from dolphin.timeutil import parse_time
+
+    return parse_time(s)

@@ -21,6 +21,7 @@ Rules:
   runtime continues from and checks its re-run against.
 """
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +68,22 @@ CREATE TRIGGER IF NOT EXISTS journal_events_no_update BEFORE UPDATE ON journal_e
 BEGIN SELECT RAISE(ABORT, 'journal_events is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_events_no_delete BEFORE DELETE ON journal_events
 BEGIN SELECT RAISE(ABORT, 'journal_events is append-only'); END;
+-- the decision behind each entry order, written when the order is submitted: what a restarted runtime needs
+-- to adopt the position the order opened (its exit rules read the posture and ACB boost at entry)
+CREATE TABLE IF NOT EXISTS journal_entries (
+    strategy      TEXT    NOT NULL,
+    session       TEXT    NOT NULL,
+    order_id      TEXT    NOT NULL,               -- the entry order's client order id
+    symbol        TEXT    NOT NULL,
+    ts_ns         INTEGER NOT NULL,               -- the decision's bar close
+    context       TEXT    NOT NULL,               -- JSON object
+    recorded_at   TEXT    NOT NULL,
+    PRIMARY KEY (strategy, order_id)
+);
+CREATE TRIGGER IF NOT EXISTS journal_entries_no_update BEFORE UPDATE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_entries_no_delete BEFORE DELETE ON journal_entries
+BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
 """
 
 _CONTENT = ("session", "kind", "ts_ns", "symbol", "side", "role", "qty", "price", "fee", "amount", "liquidity",
@@ -244,6 +261,34 @@ class FillJournal:
                         f"VALUES (?, ?, {', '.join('?' * len(_CONTENT))}, ?)",
                         (strategy, event.event_id, *(e[k] for k in _CONTENT), _now()))
             return "new"
+
+    def record_entry(self, strategy: str, session: str, order_id: str, symbol: str, ts_ns: int,
+                     context: dict) -> str:
+        """Durably record the decision behind entry order ``order_id`` (before the order is sent): ``"new"``,
+        ``"duplicate"`` (same content), ``JournalConflictError`` (different content)."""
+        ctx = json.dumps(context, sort_keys=True, allow_nan=False)
+        with self._write() as con:
+            self._session(con, strategy, session)
+            old = con.execute("SELECT session, symbol, ts_ns, context FROM journal_entries WHERE strategy = ? "
+                              "AND order_id = ?", (strategy, order_id)).fetchone()
+            if old is not None:
+                if tuple(old) != (session, symbol, int(ts_ns), ctx):
+                    raise JournalConflictError(f"{strategy} entry order {order_id} is already in the journal with "
+                                               f"different content ({tuple(old)!r}, now {(session, symbol, ts_ns, ctx)!r})")
+                return "duplicate"
+            con.execute("INSERT INTO journal_entries (strategy, session, order_id, symbol, ts_ns, context, recorded_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", (strategy, session, order_id, symbol, int(ts_ns), ctx, _now()))
+            return "new"
+
+    def entries(self, strategy: str, symbol: str | None = None) -> list:
+        """Entry decisions, oldest first: dicts with order_id, session, symbol, ts_ns and the context's keys."""
+        q, args = "SELECT * FROM journal_entries WHERE strategy = ?", [strategy]
+        if symbol is not None:
+            q, args = q + " AND symbol = ?", args + [symbol]
+        with self._connect() as con:
+            rows = con.execute(q + " ORDER BY ts_ns, order_id", args).fetchall()
+        return [{**json.loads(r["context"]), "order_id": r["order_id"], "session": r["session"],
+                 "symbol": r["symbol"], "ts_ns": r["ts_ns"]} for r in rows]
 
     def events(self, strategy: str, session: str | None = None) -> list:
         with self._connect() as con:
