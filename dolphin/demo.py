@@ -404,7 +404,7 @@ class Stack:
         self._check_abort()
         self.procs["runtime"] = Proc("runtime", py + [
             "runtime", self.mode, "--base-url", f"http://127.0.0.1:{self.port}", "--symbols", ",".join(self.symbols),
-            "--history", str(hist), "--risk", "store", "--bar-timeout-ms", "0", *sp["runtime_args"]],
+            "--history", str(hist), "--risk", "store", *sp["runtime_args"]],
             self.env, self.logdir)
         self.timings["runtime_started"] = time.monotonic() - t0
         return self

@@ -214,8 +214,8 @@ def _add_endpoint_args(n) -> None:
     n.add_argument("--ws-private-url", default=None, metavar="URL",
                    help=f"WebSocket base for user data, the /private route (live; env {ENDPOINT_ENV['ws_private_url']})")
     n.add_argument("--bar-timeout-ms", type=int, default=None, metavar="MS",
-                   help="decide a bar set this long after its close even if incomplete (default 20000; 0 = only "
-                        "when the next bar arrives: accelerated replays, whose bar times are far behind the clock)")
+                   help="decide a bar set this long after its first bar arrived even if incomplete (default 20000; "
+                        "0 = only when the next bar arrives)")
 
 
 def _endpoint_settings(args, environ=None) -> dict:

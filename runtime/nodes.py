@@ -58,7 +58,7 @@ class NodeSettings:
     trader_id: str = "DOLPHIN-001"
     leverage: int = 6  # exchange-side leverage per symbol: the engine's cap; sizing is the strategy's
     capital: float | None = None  # sandbox starting balance (default: the engine's initial capital)
-    bar_timeout_ms: int = 20_000  # process a bar set this long after its close even if incomplete
+    bar_timeout_ms: int = 20_000  # process a bar set this long after its first bar arrived even if incomplete
     log_level: str = "INFO"
     log_directory: str | None = None
     scan_files: bool = True  # each live scan -> an Arrow file for the scan bridge (runtime.scan_files)

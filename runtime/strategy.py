@@ -55,9 +55,9 @@ __all__ = ["DolphinStrategy", "DolphinStrategyConfig", "FundingSchedule", "Runti
 class DolphinStrategyConfig(StrategyConfig, frozen=True):
     """``engine``: ``EngineConfig.to_dict()`` (None = BLUE). ``end_of_data_ms``: replay only, the
     last bar's close: there, like ``run_backtest(close_at_end=True)``, the position is closed at
-    market instead of acting on the decision. ``bar_timeout_ms``: live only, how long after a bar's
-    close an incomplete set of bars is processed anyway (missing closes forward-filled, those
-    instruments not tradable for that bar)."""
+    market instead of acting on the decision. ``bar_timeout_ms``: live only, how long after the first bar of
+    a set arrived an incomplete set is processed anyway (missing closes forward-filled, those
+    instruments not tradable for that bar); a newer bar's arrival also completes it."""
 
     symbols: tuple[str, ...]
     bar_ms: int = 300_000
@@ -167,7 +167,10 @@ class DolphinStrategy(Strategy):
         if bs.close_ms is None:
             bs.start(close_ms)
             if self._timeout_ms:
-                self.clock.set_time_alert_ns(f"bar-timeout-{close_ms}", (close_ms + self._timeout_ms) * NS_PER_MS,
+                # armed from this set's first arrival, not from its close: a feed behind the clock (an
+                # accelerated replay, a venue lagging after an outage) still assembles complete sets
+                self.clock.set_time_alert_ns(f"bar-timeout-{close_ms}",
+                                             self.clock.timestamp_ns() + self._timeout_ms * NS_PER_MS,
                                              self._on_timeout)
         if bs.add(i, bar.open, to_float(bar.close), arrival):
             self._complete(incomplete=False)

@@ -10,6 +10,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 from nautilus_trader.accounting.margin_models import StandardMarginModel
 from nautilus_trader.backtest.config import BacktestEngineConfig
@@ -70,9 +71,11 @@ def _panel(btc_ohlc):
                            volume=np.ones((T, 2)))
 
 
-def _run(btc_ohlc, postures):
+def _run(btc_ohlc, postures, *, delay_ms=(0, 0), drop=(), bar_timeout_ms=None, decided=None):
     """Run the strategy over the bars with per-bar posture; return (engine, strategy, panel). The venue is
-    configured as ``runtime.replay.run_replay`` configures it."""
+    configured as ``runtime.replay.run_replay`` configures it. ``delay_ms``: per symbol, how long after its
+    close each bar is delivered (a feed behind the clock); ``drop``: (bar, symbol index) never delivered;
+    ``decided``: a list receiving (close_ms, clock ns) of every decided bar set."""
     cfg = BLUE
     panel = _panel(btc_ohlc)
     risk = RiskInputs.defaults(panel.n_bars)
@@ -93,11 +96,17 @@ def _run(btc_ohlc, postures):
         trade_execution=False, use_reduce_only=True)
     for j, s in enumerate(SYMBOLS):
         engine.add_instrument(instruments[s])
-        engine.add_data(BarDataWrangler(bar_type(s, BAR_MS), instruments[s]).process(_bars_frame(panel, j, 0)))
+        frame = _bars_frame(panel, j, 0).drop([pd.Timestamp(int(panel.close_time[t]), unit="ms", tz="UTC")
+                                               for t, jj in drop if jj == j])
+        engine.add_data(BarDataWrangler(bar_type(s, BAR_MS), instruments[s]).process(
+            frame, ts_init_delta=delay_ms[j] * MS))
     engine.add_data(_ticks(panel, instruments, 0))
-    strat = DolphinStrategy(DolphinStrategyConfig(symbols=SYMBOLS, bar_ms=BAR_MS, engine=cfg.to_dict()),
-                            risk_source=source)
+    strat = DolphinStrategy(DolphinStrategyConfig(symbols=SYMBOLS, bar_ms=BAR_MS, engine=cfg.to_dict(),
+                                                  bar_timeout_ms=bar_timeout_ms), risk_source=source)
     strat.market = ScriptedMarket(len(SYMBOLS), int(panel.close_time[SIGNAL_BAR]))
+    if decided is not None:
+        on_close = strat._on_bar_close
+        strat._on_bar_close = lambda c, t: (decided.append((c, strat.clock.timestamp_ns())), on_close(c, t))
     engine.add_strategy(strat)
     engine.run()
     return engine, strat, panel
@@ -179,3 +188,29 @@ def test_hibernate_closes_the_position_at_market_and_cancels_the_tp(engines):
     assert not engine.cache.positions_open()
     # HIBERNATE holds no new entry: after the flatten the strategy sent nothing else
     assert len(engine.cache.orders()) == 3
+
+
+FLAT = [(100, 100.5, 99.5, 100)] * 8
+
+
+def test_bar_timeout_runs_from_the_first_arrival_so_a_feed_behind_the_clock_still_completes(engines):
+    # every bar delivered a minute after its close (ETH a second later still), the timeout 20 s: timed
+    # from the close, every set would be decided before ETH's bar arrived (incomplete, ETH's bar dropped)
+    decided = []
+    engine, strat, panel = _run(FLAT, [APEX] * len(FLAT), delay_ms=(60_000, 61_000), bar_timeout_ms=20_000,
+                                decided=decided)
+    engines.append(engine)
+    assert strat.log_data.incomplete_bars == 0
+    assert [c for c, _ in decided] == [int(x) for x in panel.close_time]
+    assert all(ns == c * MS + 61_000 * MS for c, ns in decided)  # decided when ETH's bar completed the set
+
+
+def test_bar_timeout_decides_an_incomplete_set_that_long_after_its_first_bar(engines):
+    decided = []
+    engine, strat, panel = _run(FLAT, [APEX] * len(FLAT), delay_ms=(60_000, 61_000), drop=[(4, 1)],
+                                bar_timeout_ms=20_000, decided=decided)
+    engines.append(engine)
+    assert strat.log_data.incomplete_bars == 1
+    assert [c for c, _ in decided] == [int(x) for x in panel.close_time]
+    (late,) = [ns for c, ns in decided if c == panel.close_time[4]]
+    assert late == _close_ns(panel, 4) + (60_000 + 20_000) * MS  # BTC's arrival + the timeout, not the next bar
