@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "runtime.cli",
     "dolphin.sqlcli",
     "dolphin.status",
+    "dolphin.survival.override",
     "dolphin.store.rehydrate",
     "venue.cli",
     "dolphin.bridge",

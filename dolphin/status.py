@@ -145,6 +145,7 @@ def _read_ledger(strategy: str) -> dict:
         out.update(readable=False, exists=True, error=f"{type(e).__name__}: {e}")
         return out
     out.update(readable=True, exists=True, days=len(current))
+    out["override"] = _read_override(path)
     if not current:
         return out
     last = current[-1]
@@ -155,6 +156,17 @@ def _read_ledger(strategy: str) -> dict:
                      "drawdown": last.drawdown, "pnl": last.pnl, "n_trades": r.n_trades,
                      "position": st.get("position"), "pending": st.get("pending"), "as_of_ms": st.get("as_of_ms")}
     return out
+
+
+def _read_override(path) -> dict | None:
+    """The operator's manual override in force (dolphin.survival.override), or None; errors reported."""
+    try:
+        from dolphin.survival.override import active_override
+
+        o = active_override(path, time.time_ns())
+    except Exception as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    return None if o is None else {**o.to_dict(), "line": o.describe(time.time_ns())}
 
 
 def collect(strategy: str = "BLUE", now_ms: int | None = None) -> dict:
@@ -245,6 +257,10 @@ def render(rep: dict) -> str:
     else:
         L.append("posture         " + (f"{NOT_PUBLISHED} (risk layer not running)" if sf is None and st.get("reachable")
                                        else _fresh(sf) if sf is not None else na))
+    ov = lg.get("override")
+    if ov:
+        L.append("  OVERRIDE      " + (f"unreadable: {ov['error']}" if "error" in ov else
+                                      f"manual posture {ov['line']}"))
     # capital: the ledger is the source of truth; the store holds the hot copy
     led = lg.get("latest")
     if not lg.get("readable"):

@@ -166,7 +166,7 @@ class StoreRiskSource:
 
     def __init__(self, store, *, symbols=(), cfg=None, clock: str = "wall", peak: float | None = None,
                  publish: bool = True, budget_ms: float = BUDGET_MS, stale_s: float = STALE_S,
-                 refresh_s: float = REFRESH_S, keep_s: float = KEEP_S):
+                 refresh_s: float = REFRESH_S, keep_s: float = KEEP_S, override_ledger=None):
         if clock not in ("wall", "bar"):
             raise ValueError(f"clock must be 'wall' or 'bar', got {clock!r}")
         if not (budget_ms > 0 and stale_s > 0 and refresh_s > 0 and keep_s > 0):
@@ -181,6 +181,8 @@ class StoreRiskSource:
         self._capital_fn = None
         self.peak = peak
         self.last = None  # the last PostureDecision
+        # the operator's manual override (dolphin.survival.override), read from this ledger file at each check
+        self.override_ledger, self.override = override_ledger, None
         self.publish_failures = 0
         self.budget_misses = 0  # wall clock: decisions that did not get a fresh round within the budget
         self.malformed: dict = {}  # key -> error text, for inputs last read as malformed (still bad)
@@ -364,13 +366,38 @@ class StoreRiskSource:
         survival = SurvivalInputs(store_reachable=reachable, heartbeat_age_s=0.0, mc_status=mc_code,
                                   mc_age_hours=mc_age, ob_depth_quality=depth, ob_fill_prob=fill, ob_age_s=ob_age,
                                   minutes_since_dvol_spike=since_spike, drawdown=dd)
-        decision = self.controller.update(compute_rm(survival, self.cfg), ts)
+        decision = self._apply_override(self.controller.update(compute_rm(survival, self.cfg), ts), now_ms)
         self.last = decision
         if reachable and self.publish:
             self._enqueue((decision, now_ms))
         mc_for_engine = RED if not reachable else (ORANGE if mc_code is None else mc_code)
         return RiskSnapshot(decision.posture, float(decision.rm), boost, mc_for_engine,
                             note if reachable else f"feature store UNREACHABLE ({inputs.error})")
+
+    def _apply_override(self, decision, now_ms: int):
+        """The operator's override replaces the posture (Rm clipped into its band) unless Cat1 killed: the
+        controller has already run, so its hysteresis state is intact when the override ends."""
+        if self.override_ledger is None:
+            return decision
+        from dolphin.survival.override import active_override
+
+        try:
+            o = active_override(self.override_ledger, now_ms * 1_000_000)
+        except Exception as e:  # an unreadable ledger must not stop the decision: no override, said loudly (once)
+            if getattr(self, "_override_error", None) != str(e):
+                log.error("safety override unreadable in %s (ignored): %s", self.override_ledger, e)
+            self._override_error = str(e)
+            o = None
+        if (o is None) != (self.override is None) or (o is not None and o.seq != self.override.seq):
+            log.warning("safety override %s", o.describe(now_ms * 1_000_000) if o is not None else
+                        f"ended (the survival stack decides again: {decision.posture_name})")
+        self.override = o
+        if o is None or decision.invariant_kill:
+            return decision
+        import dataclasses
+        prev = self.last.posture if self.last is not None else decision.previous
+        return dataclasses.replace(decision, posture=o.posture, rm=o.clip_rm(decision.rm), previous=prev,
+                                   changed=o.posture != prev)
 
     # ------------------------------------------------------------------ publishing and rehydration
     def _enqueue(self, item) -> None:
