@@ -312,7 +312,8 @@ def _node_ledger_and_risk(args, settings, symbols):
         opened = open_risk_store(args.mode)
         if isinstance(opened, int):
             return opened
-        risk_source = StoreRiskSource(opened[0], symbols=symbols, clock="wall")
+        # the operator's manual override (dolphin safety override) lives in the same ledger file
+        risk_source = StoreRiskSource(opened[0], symbols=symbols, clock="wall", override_ledger=journal.path)
     sink = LedgerSink(journal, strategy, session, mode=args.mode, opening_capital=opening,
                       store=risk_source.store if risk_source else None, resimulate=False)
     adopt = None
