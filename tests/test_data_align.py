@@ -102,6 +102,7 @@ def test_identical_duplicates_dropped(btc):
 def test_conflicting_duplicate_keeps_last_row_read(btc):
     fixed = take(btc, [30])
     fixed["close"] = fixed["close"] * 1.01
+    fixed["high"] = np.maximum(fixed["high"], fixed["close"])  # a correction is a consistent bar (rule 4b)
     fixed["volume"] = fixed["volume"] + 1.0
     rows = concat(take(btc, slice(0, 31)), fixed, take(btc, slice(31, 300)))
     p = align({"BTCUSDT": candles(rows)})
@@ -422,7 +423,9 @@ def test_asset_day_dropped_when_too_many_bars_missing():
     gone_day2 = np.arange(300, 358)  # 58 of 288 = 20.1 %
     gone_day3 = np.arange(600, 657)  # 57 of 288 = 19.8 %
     keep = np.setdiff1d(np.arange(288 * 3), np.r_[gone_day2, gone_day3])
-    p = align({"BTCUSDT": candles(b), "ETHUSDT": candles(take(e, keep), "ETHUSDT")})
+    # rule 9 alone: the outage rule (10) off, it would also exclude bars after each gap
+    p = align({"BTCUSDT": candles(b), "ETHUSDT": candles(take(e, keep), "ETHUSDT")},
+              AlignRules(max_filled_window_share=1.0))
     day = one(p, "dropped_asset_day", "ETHUSDT")
     assert day.count == 288 and day.timestamps == ts(b, *range(288, 576))
     assert day.action == ("excluded from trading for UTC day 2024-01-02: 58 of its 288 bar(s) missing (> 20%); "
@@ -500,7 +503,9 @@ def test_real_mixed_set_spot_outage_bar_filled():
     outage = parse_time("2023-03-24 13:00")
     spot = ["ADAUSDT", "AVAXUSDT", "BNBUSDT", "BTCUSDT", "DOGEUSDT", "DOTUSDT", "ETHUSDT", "LINKUSDT", "SOLUSDT", "XRPUSDT"]
     miss = by_rule(p, "missing_bars")
-    assert sorted(i.symbol for i in miss) == spot and len(p.issues) == 10
+    assert sorted(i.symbol for i in miss) == spot and len(p.issues) == 11
+    tick = one(p, "bad_tick", "DASHUSDT")  # a 720x high wick on 2020-04-14, before the window: dropped, reported
+    assert tick.timestamps == (parse_time("2020-04-14 07:00"),)
     assert all(i.count == 1 and i.timestamps == (outage,) for i in miss)
     r = int(np.searchsorted(p.open_time, outage))
     assert sorted(p.symbols[j] for j in np.flatnonzero(p.filled[r])) == spot and p.filled.sum() == 10

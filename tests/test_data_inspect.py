@@ -101,11 +101,12 @@ def test_inspect_reports_every_problem(capsys, defective):
     assert miss.count == 75 and miss.timestamps[:5] == (T0 + 40 * 300_000, T0 + 41 * 300_000, T0 + 42 * 300_000,
                                                        T0 + 100 * 300_000, T0 + 293 * 300_000)
     rules = sorted(i.rule for i in panel.issues)
-    assert rules == ["bad_price", "dropped_asset_day", "duplicate", "missing_bars"]
-    assert line_starting(out, "issues:") == "issues:   5"  # + the skipped file
+    # the 70-bar gap also leaves BTC's 50-bar signal window mostly filled: rule 10 (outage_window)
+    assert rules == ["bad_price", "dropped_asset_day", "duplicate", "missing_bars", "outage_window"]
+    assert line_starting(out, "issues:") == "issues:   6"  # + the skipped file
     assert line_starting(out, "summary:") == (
-        "summary: ISSUES: 2 symbols x 576 5m bars, 75 filled and 288 excluded asset-bars, 5 issue(s) "
-        "(bad_price: 1, dropped_asset_day: 1, duplicate: 1, missing_bars: 1, skipped_files: 1)")
+        "summary: ISSUES: 2 symbols x 576 5m bars, 75 filled and 368 excluded asset-bars, 6 issue(s) "
+        "(bad_price: 1, dropped_asset_day: 1, duplicate: 1, missing_bars: 1, outage_window: 1, skipped_files: 1)")
 
 
 def test_inspect_unreadable_path_exit_1(capsys, tmp_path):

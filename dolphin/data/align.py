@@ -12,11 +12,21 @@ Every rule below that changes, drops or invents data appends a ``DataIssue`` to 
    Unix epoch; Monday 00:00 UTC for 1w bars) are dropped.
 4. ``bad_price``  A row with a NaN / infinite / zero / negative open, high, low or close, or a NaN /
    infinite / negative volume is dropped: the bar becomes missing (and is filled by rule 8).
+4b. ``bad_time``  A row opening before ``earliest_ms`` (2009-01-03, Bitcoin's genesis) or after now + one
+   bar is dropped: a stray row dated 2100 would otherwise become an asset's last bar and steer rule 6.
+4c. ``ohlc_inconsistent``  A row with high < low, or open / close outside [low, high], is dropped (missing).
 5. ``duplicate`` / ``duplicate_conflict``  Several valid rows with one ``open_time``: identical rows
    collapse to one (``duplicate``); if their values differ the LAST row read wins -- the later file in
    file-name order, or the later line within a file, i.e. a re-published correction supersedes the
    original -- and the earlier rows are dropped (``duplicate_conflict``, naming the files).
    An asset left with no valid bar is dropped (``no_data``).
+5b. ``bad_tick``  A bar with any price more than ``max_bar_ratio`` (10) x away from the median of the
+   asset's 3 closes before it AND of the 3 after it (a 1e300 print, a 720x wick that reverts) is dropped.
+5c. ``price_jump``  A close-to-close move of more than ``max_bar_ratio`` x that does not revert (a
+   redenomination) is no return: every earlier price of the asset is rescaled by the jump, so the return
+   across it is zero (missing) and later returns are unchanged; the jump bar is excluded from trading.
+5d. ``stray_rows``  Rows cut off from the rest of the asset's data by a gap longer than ``stray_gap_ms``
+   (7 days) with at most ``stray_max_bars`` bars on their side are dropped (a lone far-past row).
 6. Window  Explicit ``start_ms`` / ``end_ms`` are inclusive bar opens, snapped inward to the grid;
    if they reach beyond every asset's data they are clipped to the data (``window_clipped``).
    A side not given is chosen as the *common window*: among windows starting at some asset's first
@@ -42,7 +52,11 @@ Every rule below that changes, drops or invents data appends a ``DataIssue`` to 
    day missing (filled), counted over that day's bars inside the panel, gets ``excluded = True`` for
    every bar of that day. It stays in the panel (prices filled) so the asset set is stable.
 
-Issue rules: out_of_order, mixed_interval, off_grid, bad_price, duplicate, duplicate_conflict, no_data,
+10. ``outage_window``  An asset-bar whose trailing ``signal_window_bars`` (50) bars hold more than
+   ``max_filled_window_share`` (20 %) filled bars -- its own, or on average over the panel (an exchange-wide
+   outage) -- gets ``excluded = True``: no entry on a signal window of forward-filled zeros.
+
+Issue rules: bad_time, ohlc_inconsistent, bad_tick, price_jump, stray_rows, outage_window, out_of_order, mixed_interval, off_grid, bad_price, duplicate, duplicate_conflict, no_data,
 window_clipped, late_start, delisted, missing_bars, dropped_asset_day, warmup_short (and skipped_files
 from ``load_panel``). ``DataIssue.timestamps`` holds up to ``max_reported_timestamps`` of them.
 
@@ -55,7 +69,8 @@ window start, as far as every kept asset has data; fewer than asked is reported 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -63,6 +78,7 @@ from dolphin.data.contracts import Candles, DataError, DataIssue, Panel
 from dolphin.timeutil import DAY_MS, bar_label, fmt_ms
 
 WEEK_MS = 7 * DAY_MS
+EARLIEST_MS = 1_230_940_800_000  # 2009-01-03 00:00 UTC, Bitcoin's genesis block: no crypto candle is older
 MONDAY_OFFSET_MS = 4 * DAY_MS  # 1970-01-01 was a Thursday; Binance weekly bars open Monday 00:00 UTC
 
 
@@ -75,6 +91,15 @@ class AlignRules:
     max_missing_day_fraction: float = 0.2  # asset-day excluded when more of its bars are missing
     grid_offset_ms: int | None = None  # grid anchor; None: Unix epoch (Monday 00:00 UTC for 1w bars)
     max_reported_timestamps: int = 1000  # per DataIssue; ``count`` always holds the full number
+    # rules 4b-4e (bad ticks, persistent jumps, impossible times, stray rows)
+    max_bar_ratio: float = 10.0  # a price > this x (or < 1/this of) the asset's neighbouring closes is absurd
+    earliest_ms: int = EARLIEST_MS  # rows opening before this (before Bitcoin's genesis block) are dropped
+    now_ms: int | None = None  # rows opening after now + one bar are dropped; None: the wall clock
+    stray_gap_ms: int = 7 * DAY_MS  # rows cut off from the rest of an asset's data by a gap longer than this...
+    stray_max_bars: int = 288  # ...and holding at most this many bars are stray rows (dropped)
+    # rule 10: outage gate -- no trading while the signal window holds too many filled bars
+    signal_window_bars: int = 50  # the scanner's shortest correlation window
+    max_filled_window_share: float = 0.2  # asset-bar excluded above this share of filled bars in the window
 
     def __post_init__(self):
         if self.bar_ms is not None and int(self.bar_ms) <= 0:
@@ -85,6 +110,12 @@ class AlignRules:
             raise ValueError(f"AlignRules.max_missing_day_fraction must be in [0, 1], got {self.max_missing_day_fraction}")
         if self.max_reported_timestamps < 0:
             raise ValueError("AlignRules.max_reported_timestamps must be >= 0")
+        if not self.max_bar_ratio > 1.0:
+            raise ValueError(f"AlignRules.max_bar_ratio must be > 1, got {self.max_bar_ratio}")
+        if self.signal_window_bars < 1:
+            raise ValueError("AlignRules.signal_window_bars must be >= 1")
+        if not 0.0 <= self.max_filled_window_share <= 1.0:
+            raise ValueError(f"AlignRules.max_filled_window_share must be in [0, 1], got {self.max_filled_window_share}")
 
     def offset_for(self, bar_ms: int) -> int:
         if self.grid_offset_ms is not None:
@@ -101,6 +132,7 @@ class _Series:
     t: np.ndarray
     v: list  # [open, high, low, close, volume] arrays (views of the input until a row is dropped)
     rows: np.ndarray | None  # None: identity (no row moved or dropped yet)
+    jumps: list = field(default_factory=list)  # bar opens of persistent price jumps (excluded from trading)
 
     def src_rows(self, sel) -> np.ndarray:
         """Caller's row indices of the current rows selected by ``sel`` (bool mask or indices)."""
@@ -169,10 +201,16 @@ def align(
     offset = rules.offset_for(bar_ms)
 
     kept_series = []
+    now_ms = int(time.time() * 1000) if rules.now_ms is None else int(rules.now_ms)
     for s in series:
+        _drop_bad_times(s, rules.earliest_ms, now_ms + bar_ms, issues, cap)
         _drop_off_grid(s, bar_ms, offset, issues, cap)
         _drop_bad_prices(s, issues, cap)
+        _drop_inconsistent_ohlc(s, issues, cap)
         _drop_duplicates(s, issues, cap)
+        _drop_bad_ticks(s, rules.max_bar_ratio, issues, cap)
+        _adjust_jumps(s, rules.max_bar_ratio, issues, cap)
+        _drop_stray_rows(s, bar_ms, rules, issues, cap)
         if s.t.shape[0] == 0:
             issues.append(DataIssue("no_data", s.symbol, 0, (), "dropped: no valid bar", s.src.source))
         else:
@@ -309,6 +347,134 @@ def _drop_duplicates(s: _Series, issues: list, cap: int) -> None:
                 s.src.sources_of(np.concatenate([s.src_rows(idx), s.src_rows(winner[mask])])),
             ))
     _keep(s, last_of_run)
+
+
+def _drop_bad_times(s: _Series, earliest: int, latest: int, issues: list, cap: int) -> None:
+    # a stray row dated 2100 would otherwise become an asset's "last bar" and take over the window choice
+    early, late = s.t < earliest, s.t > latest
+    for mask, what in ((early, f"before {fmt_ms(earliest)} (no crypto market existed)"),
+                       (late, f"after {fmt_ms(latest)} (in the future)")):
+        if mask.any():
+            issues.append(DataIssue(
+                "bad_time", s.symbol, int(mask.sum()), _ts(s.t[mask], cap),
+                f"row dropped: open_time {what}", s.src.sources_of(s.src_rows(mask)),
+            ))
+    bad = early | late
+    if bad.any():
+        _keep(s, ~bad)
+
+
+def _drop_inconsistent_ohlc(s: _Series, issues: list, cap: int) -> None:
+    o, h, l, c, _ = s.v
+    bad = (h < l) | (o > h) | (o < l) | (c > h) | (c < l)
+    if bad.any():
+        inverted = int((h < l)[bad].sum())
+        issues.append(DataIssue(
+            "ohlc_inconsistent", s.symbol, int(bad.sum()), _ts(s.t[bad], cap),
+            f"row dropped, bar treated as missing (high < low in {inverted}, open/close outside [low, high] "
+            f"in {int(bad.sum()) - inverted})", s.src.sources_of(s.src_rows(bad)),
+        ))
+        _keep(s, ~bad)
+
+
+_NEIGHBOURS = 3  # closes each side forming an asset's own local price level
+
+
+def _side_median(lc: np.ndarray, i: int, before: bool) -> float:
+    k = _NEIGHBOURS
+    part = lc[max(0, i - k):i] if before else lc[i + 1:i + 1 + k]
+    return float(np.median(part)) if part.size else float("nan")
+
+
+def _drop_bad_ticks(s: _Series, ratio: float, issues: list, cap: int) -> None:
+    """A bar with a price more than ``ratio`` x away from the asset's closes on BOTH sides of it (the
+    level it left and the level it came back to) is a bad tick: a 1e300 print, a 720x wick."""
+    n = s.t.shape[0]
+    if n < 2:
+        return
+    lim = math.log(ratio)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = [np.log(a) for a in s.v[:4]]
+    lc = lp[3]
+    hi = np.maximum.reduce(lp)
+    lo = np.minimum.reduce(lp)
+    # cheap screen: any price of the bar far from the previous or next close
+    prev = np.r_[lc[0], lc[:-1]]
+    nxt = np.r_[lc[1:], lc[-1]]
+    cand = np.flatnonzero((np.maximum(hi - prev, prev - lo) > lim) | (np.maximum(hi - nxt, nxt - lo) > lim)
+                          | (hi - lo > lim))
+    if cand.size == 0:
+        return
+    bad = np.zeros(n, bool)
+    for i in cand.tolist():
+        refs = [r for r in (_side_median(lc, i, True), _side_median(lc, i, False)) if math.isfinite(r)]
+        prices = (lp[0][i], lp[1][i], lp[2][i], lp[3][i])
+        if refs and any(min(abs(x - r) for r in refs) > lim for x in prices):
+            bad[i] = True
+    if bad.any():
+        issues.append(DataIssue(
+            "bad_tick", s.symbol, int(bad.sum()), _ts(s.t[bad], cap),
+            f"row dropped, bar treated as missing: a price more than {ratio:g}x away from the asset's own "
+            f"closes before and after it", s.src.sources_of(s.src_rows(bad)),
+        ))
+        _keep(s, ~bad)
+
+
+def _adjust_jumps(s: _Series, ratio: float, issues: list, cap: int) -> None:
+    """A close-to-close move of more than ``ratio`` x that does not revert (a redenomination: COCOS
+    0.000695 -> 0.698 on 2021-01-23) is no tradable return: earlier prices are rescaled by the jump so
+    the return across it is zero (missing), later returns are unchanged, and the jump bar is excluded
+    from trading. Volume is left as recorded."""
+    n = s.t.shape[0]
+    if n < 2:
+        return
+    lim = math.log(ratio)
+    lc = np.log(s.v[3])
+    at = np.flatnonzero(np.abs(np.diff(lc)) > lim) + 1
+    if at.size == 0:
+        return
+    o, h, l, c, vol = (a.copy() for a in s.v)
+    factors = []
+    for i in at[::-1].tolist():  # latest first: each factor applies to everything before its jump
+        f = c[i] / c[i - 1]
+        for a in (o, h, l, c):
+            a[:i] *= f
+        factors.append(f)
+    s.v = [o, h, l, c, vol]
+    s.jumps.extend(int(x) for x in s.t[at])
+    what = ", ".join(f"{fmt_ms(t)} x{f:.6g}" for t, f in zip(s.t[at][:5].tolist(), factors[::-1][:5]))
+    issues.append(DataIssue(
+        "price_jump", s.symbol, int(at.size), _ts(s.t[at], cap),
+        f"persistent price jump(s) of more than {ratio:g}x in one bar ({what}): the return across it is treated "
+        "as missing (earlier prices rescaled by the jump, volume unchanged), the bar is excluded from trading",
+        s.src.sources_of(s.src_rows(at)),
+    ))
+
+
+def _drop_stray_rows(s: _Series, bar: int, rules: AlignRules, issues: list, cap: int) -> None:
+    """Small islands of rows cut off from the asset's main body by a long gap (a stray row dated
+    years before the rest) would stretch the asset's span and steer the window choice."""
+    n = s.t.shape[0]
+    if n < 2:
+        return
+    cut = np.flatnonzero(np.diff(s.t) > rules.stray_gap_ms) + 1
+    if cut.size == 0:
+        return
+    bounds = np.r_[0, cut, n]
+    sizes = np.diff(bounds)
+    main = int(np.argmax(sizes))
+    stray = np.zeros(n, bool)
+    for k in range(sizes.shape[0]):
+        if k != main and sizes[k] <= rules.stray_max_bars:
+            stray[bounds[k]:bounds[k + 1]] = True
+    if stray.any():
+        issues.append(DataIssue(
+            "stray_rows", s.symbol, int(stray.sum()), _ts(s.t[stray], cap),
+            f"row(s) dropped: cut off from the asset's other {n - int(stray.sum())} bar(s) by a gap of more than "
+            f"{bar_label(rules.stray_gap_ms)} (at most {rules.stray_max_bars} bars on their side)",
+            s.src.sources_of(s.src_rows(stray)),
+        ))
+        _keep(s, ~stray)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -493,6 +659,11 @@ def _build_panel(members, bar, ws, we, start, rules: AlignRules, issues) -> Pane
     filled = ~present
     excluded = _exclude_days(open_time, filled, [s.symbol for s in members], [s.src.source for s in members],
                              rules, issues)
+    for j, s in enumerate(members):
+        for t in s.jumps:
+            if ws <= t <= we:
+                excluded[(t - ws) // bar, j] = True
+    _exclude_outages(open_time, filled, excluded, [s.symbol for s in members], rules, issues)
     return Panel(
         symbols=[s.symbol for s in members],
         bar_ms=int(bar),
@@ -552,3 +723,36 @@ def _exclude_days(open_time, filled, symbols, sources, rules: AlignRules, issues
                 sources[j],
             ))
     return excluded
+
+
+def _exclude_outages(open_time, filled, excluded, symbols, rules: AlignRules, issues) -> None:
+    """Rule 10: an asset-bar whose trailing signal window (``signal_window_bars``, the bar itself included)
+    holds more than ``max_filled_window_share`` filled bars -- its own, or on average over the panel (an
+    exchange-wide outage) -- is excluded: a correlation window of forward-filled zeros is no signal."""
+    T, N = filled.shape
+    if not filled.any() or T == 0:
+        return
+    W, lim, cap = rules.signal_window_bars, rules.max_filled_window_share, rules.max_reported_timestamps
+    csum = np.cumsum(filled, axis=0, dtype=np.int64)
+    win = csum.copy()
+    win[W:] -= csum[:-W]
+    share = win / float(W)
+    market = share.mean(axis=1) > lim
+    own = share > lim
+    if market.any():
+        new = market & ~excluded.all(axis=1)
+        issues.append(DataIssue(
+            "outage_window", "*", int(market.sum()), _ts(open_time[market], cap),
+            f"excluded from trading for every asset: the {W}-bar signal window holds more than {100 * lim:g}% "
+            f"filled bars on average over the panel (an exchange-wide outage); {int(new.sum())} bar(s) not already "
+            "excluded", "",
+        ))
+        excluded[market, :] = True
+    for j in np.flatnonzero((own & ~market[:, None]).any(axis=0)):
+        m = own[:, j] & ~market & ~excluded[:, j]
+        if m.any():
+            issues.append(DataIssue(
+                "outage_window", symbols[j], int(m.sum()), _ts(open_time[m], cap),
+                f"excluded from trading: its {W}-bar signal window holds more than {100 * lim:g}% filled bars", "",
+            ))
+            excluded[m, j] = True
