@@ -43,6 +43,7 @@ from nautilus_trader.trading.strategy import Strategy
 
 from dolphin.engine import kernel as K
 from dolphin.engine.config import BLUE, STALKER, EngineConfig
+from dolphin.console.decisions import decision_log_for
 from runtime.accounting import _REASON_NAMES, Accounts, FundingSchedule, _Pending, _Trade  # noqa: F401 (re-exported)
 from runtime.bars import NS_PER_MS, BarSet, grid_close_ms
 from runtime.instruments import bar_type, instrument_id, to_float
@@ -92,7 +93,7 @@ class DolphinStrategy(Strategy):
 
     def __init__(self, config: DolphinStrategyConfig, *, risk_source: RiskSource | None = None,
                  history=None, funding: FundingSchedule | None = None, tradable=None,
-                 capital: float | None = None, journal=None, adopt=None):
+                 capital: float | None = None, journal=None, adopt=None, gap_filler=None):
         """``history``: a ``dolphin.data.Panel`` of the bars just before the first live bar, same
         symbols in the same order (warms the scanner, the regime and the ranking lookback).
         ``tradable``: optional ``close_ms -> (N,) bool`` (replay passes the panel's
@@ -103,7 +104,9 @@ class DolphinStrategy(Strategy):
         amount, liquidity, capital_after)`` (``runtime.ledger.LedgerSink``): called after every fill and
         funding charge has been applied, before the strategy acts on it further; with ``record_entry(order_id,
         symbol, ts_ns, context)`` also the decision behind each entry order, before it is sent.
-        ``adopt``: a ``runtime.reconcile.Adopted`` position to continue after a restart (see that module)."""
+        ``adopt``: a ``runtime.reconcile.Adopted`` position to continue after a restart (see that module).
+        ``gap_filler``: optional ``(first_open_ms, last_open_ms) -> Panel`` of bars the feed skipped
+        (``runtime.warmup.VenueGapFiller``): the market state steps through them instead of restarting cold."""
         super().__init__(config)
         self.cfg = EngineConfig.from_dict(dict(config.engine)) if config.engine else BLUE
         self.p = K.pack_params(self.cfg, config.acb_adverse_exit, config.acb_drop)
@@ -119,6 +122,8 @@ class DolphinStrategy(Strategy):
         self.risk_source = risk_source or DefaultRiskSource()
         if hasattr(self.risk_source, "bind"):
             self.risk_source.bind(self)  # e.g. the survival stack's Cat5 reads this strategy's capital
+        # each bar's decision and why no entry, for the console (only when the risk source publishes to a store)
+        self.decision_log = decision_log_for(self)
         self._tradable_fn = tradable
         self.log_data = RuntimeLog()
         self._keep = bool(config.keep_log)
@@ -132,6 +137,7 @@ class DolphinStrategy(Strategy):
         self._tp_order = self._exit_order = None
         self._roles = {}  # client_order_id -> "entry" | "tp" | "exit" | "restore"
         self._adopt = adopt
+        self._gap_filler = gap_filler
         self._restoring = None  # sandbox adoption: the position to re-create at the first bar close
         self.market.precompile()
         if history is not None:
@@ -190,7 +196,8 @@ class DolphinStrategy(Strategy):
             if not self.bars.forward_fill(got, self.market.last_close):
                 self.log.error(f"bar {close_ms}: an instrument never had a close: skipping this bar")
                 return
-        if self._last_close_ms is not None and close_ms != self._last_close_ms + self.bar_ms:
+        if (self._last_close_ms is not None and close_ms != self._last_close_ms + self.bar_ms
+                and not self._backfill(close_ms)):
             # the scanner and the regime need every grid bar: after a lost stretch they restart cold
             # (no entries until warm) rather than mix bars across the gap; open positions keep their
             # TP and their max-hold / posture exits
@@ -199,6 +206,27 @@ class DolphinStrategy(Strategy):
             self.market.reset()
         tradable = got if self._tradable_fn is None else (got & self._tradable_fn(close_ms))
         self._on_bar_close(close_ms, tradable)
+
+    def _backfill(self, close_ms: int) -> bool:
+        """Step the market state through the bars between the last decided close and ``close_ms`` (fetched by
+        the gap filler); no decisions are made on them (they are past). False: no filler, or it failed."""
+        if self._gap_filler is None:
+            return False
+        first, last = self._last_close_ms, close_ms - 2 * self.bar_ms  # the skipped bars' opens
+        t0 = time.perf_counter()
+        try:
+            gap = self._gap_filler(first, last)
+        except Exception as e:  # a failed backfill must not stop trading: the cold restart is the fallback
+            self.log.error(f"backfill of bars {first} .. {last} (opens) failed: {e}")
+            return False
+        tradable = ~(gap.filled | gap.excluded)
+        for r in range(gap.n_bars):
+            self.market.step(int(gap.open_time[r]), gap.close[r], tradable[r], self.scan_files)
+        self._last_close_ms = close_ms - self.bar_ms
+        self.log.warning(f"gap in the bar feed: {gap.n_bars} bars (closes {first + self.bar_ms} .. "
+                         f"{self._last_close_ms}) backfilled from the venue in {time.perf_counter() - t0:.2f} s; "
+                         "scanner and regime continue")
+        return True
 
     # ------------------------------------------------------------------ the decision step
     def _on_bar_close(self, close_ms: int, tradable: np.ndarray) -> None:
@@ -254,6 +282,8 @@ class DolphinStrategy(Strategy):
                 lg.decisions.append((close_ms, int(decision), int(asset),
                                      float(lev) if decision in (K.D_ENTER_SHORT, K.D_ENTER_LONG) else 0.0))
             lg.bar_to_decision_ns.append(time.perf_counter_ns() - self.bars.last_arrival)
+        if self.decision_log is not None:
+            self.decision_log.record(self, close_ms, decision, asset, lev, vd_prev, vd, vol_ok, risk, at_end)
 
     # ------------------------------------------------------------------ orders
     def _enter(self, a: int, side: int, lev: float, vd: float, risk) -> None:
