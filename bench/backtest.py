@@ -69,7 +69,7 @@ def engine_rate(cache_dir):
     fund = np.zeros((T, panel.n_assets))
     args = (pack_params(BLUE), panel.open, panel.high, panel.low, panel.close, tradable, vd, lo, reg.ok,
             risk.posture, risk.mc_status, risk.acb_boost, risk.rm, flow.imbalance, fund, 0,
-            initial_state(BLUE.initial_capital), True)
+            initial_state(BLUE.initial_capital), True, np.ones((T, 2)))
     run_kernel(*args)  # compile / load from cache
     reps = 20
     t = time.perf_counter()

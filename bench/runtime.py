@@ -186,7 +186,7 @@ def main() -> int:
     vd = np.ascontiguousarray(scans.vel_div / N)
     args = (pack_params(cfg), panel.open, panel.high, panel.low, panel.close, ~(panel.filled | panel.excluded), vd,
             load, reg.ok, risk.posture, risk.mc_status, risk.acb_boost, risk.rm, flow.imbalance, np.zeros((T, N)),
-            lo, initial_state(cfg.initial_capital), True)
+            lo, initial_state(cfg.initial_capital), True, np.ones((T, 2)))
     run_kernel(*args)  # load the compiled kernel
     reps = 50
     t0 = time.perf_counter()

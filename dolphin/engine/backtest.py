@@ -9,7 +9,7 @@ from dolphin.engine.config import EngineConfig
 from dolphin.engine.funding import funding_grid
 from dolphin.engine.inputs import FlowProvider, NeutralFlowProvider, RiskInputs
 from dolphin.engine.kernel import (DECISION_NAMES, EXIT_REASONS, R_END, R_LIQUIDATION, R_TP, pack_params,
-                                   run_kernel)
+                                   run_kernel, unit_leg_weights)
 from dolphin.engine.regime import VolRegime, vol_regime
 from dolphin.engine.state import EngineState, StateError
 
@@ -33,6 +33,7 @@ class BacktestResult:
     final_state: EngineState
     first_bar: int  # first simulated row (earlier rows are history)
     notes: list = field(default_factory=list)
+    leg_weights: np.ndarray | None = None  # (T, 2) arbiter weights [short, long] per scan; None = 1.0 (BLUE)
 
     @property
     def final_capital(self) -> float:
@@ -131,22 +132,24 @@ def prepare_inputs(panel, scans, cfg: EngineConfig, risk_source: str, *, funding
 def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = None,
                  flow: FlowProvider | None = None, funding_dir=None, trade_from_ms: int | None = None,
                  state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                 acb_drop: float = 0.2) -> BacktestResult:
+                 acb_drop: float = 0.2, leg_weights: np.ndarray | None = None) -> BacktestResult:
     """``scans`` must be row-aligned with ``panel`` (one scan per bar; see dolphin.scanner).
 
     ``trade_from_ms``: bar close time of the first simulated bar; earlier rows are history only (ranking
     lookback, vel_div crossing, regime statistics). ``state``: carried capital / position / pending order
     (default: flat with ``cfg.initial_capital``). ``close_at_end``: close an open position at the last
     close (a backtest) or leave it in ``final_state`` (a day partition / a live session).
-    ``acb_adverse_exit``: exit an open position when the ACB boost fell by more than ``acb_drop`` since entry."""
+    ``acb_adverse_exit``: exit an open position when the ACB boost fell by more than ``acb_drop`` since entry.
+    ``leg_weights``: (T, 2) capital arbiter weights [short, long] per scan (``dolphin.engine.arbiter``)."""
     T = panel.n_bars
+    lw = check_leg_weights(leg_weights, T)
     risk = risk or RiskInputs.defaults(T)
     risk.check(T)
     pr = prepare_inputs(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
                         state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop, flow=flow)
     out = run_kernel(pr.p, panel.open, panel.high, panel.low, panel.close, pr.tradable, pr.vd, pr.loadings,
                      pr.regime.ok, risk.posture, risk.mc_status, risk.acb_boost, risk.rm, pr.flow, pr.funding,
-                     pr.first_bar, pr.state, close_at_end)
+                     pr.first_bar, pr.state, close_at_end, lw)
     vd_norm, regime, first_bar, notes = pr.vd, pr.regime, pr.first_bar, pr.notes
     trades = _trades_frame(out, panel.symbols, panel.open_time, panel.bar_ms)
     equity, pos_asset, decision, dec_asset, dec_lev, vec_out = out[17:]
@@ -154,4 +157,16 @@ def run_backtest(panel, scans, cfg: EngineConfig, *, risk: RiskInputs | None = N
                                     int(panel.close_time[-1]))
     return BacktestResult(cfg, list(panel.symbols), panel.bar_ms, panel.open_time, panel.close_time, equity,
                           trades, decision, dec_asset, dec_lev, pos_asset, vd_norm, regime, risk, final,
-                          first_bar, notes)
+                          first_bar, notes, leg_weights)
+
+
+def check_leg_weights(leg_weights, T: int) -> np.ndarray:
+    """(T, 2) float64 leg weights [short, long], each in (0, 1]; None = 1.0 for both (BLUE's sizing)."""
+    if leg_weights is None:
+        return unit_leg_weights(T)
+    lw = np.ascontiguousarray(leg_weights, dtype=np.float64)
+    if lw.shape != (T, 2):
+        raise ValueError(f"leg weights: shape {lw.shape}, expected ({T}, 2)")
+    if not np.all(np.isfinite(lw)) or np.any(lw <= 0) or np.any(lw > 1):
+        raise ValueError("leg weights must be finite and in (0, 1]")
+    return lw

@@ -33,12 +33,16 @@ class EngineConfig:
     # (in-sample = first 150 of 250 days, objective in-sample daily Sharpe at >= 0.5 trades/day), and
     # capital_fraction: largest with in-sample max drawdown < 20 %.
     # --- signal ---
-    direction: str = "short_only"  # "short_only" | "bidirectional"
+    direction: str = "short_only"  # "short_only" | "bidirectional" | "long_only" (LONG-leg validation runs)
     entry_threshold: float = 0.033478  # SHORT when vel_div/N crosses below -entry_threshold
     extreme_threshold: float = 0.083956  # full signal strength at -extreme_threshold
     long_entry_threshold: float = 0.02  # LONG when vel_div/N crosses above +long_entry_threshold
     long_extreme_threshold: float = 0.06
     long_enabled: bool = False  # GREEN's LONG leg stays off until validated on multi-year data
+    # --- capital arbiter (dolphin/engine/arbiter.py): per-day leg weights {short, long}, used when LONG is active ---
+    arbiter: str = "regime_weighted"  # "equal_weight" | "regime_weighted"
+    arbiter_trend_bars: int = 288  # bars of BTC trend (and of mean vel_div) before the day starts
+    arbiter_tilt: float = 0.4  # regime_weighted: w_long = 0.5 + tilt x score, score in [-1, 1]
     # --- vol regime gate: realised vol of the equal-weight market return above its rolling percentile ---
     vol_gate: bool = True
     vol_window: int = 50  # bars of market returns in the realised-vol estimate
@@ -71,8 +75,14 @@ class EngineConfig:
     charge_funding: bool = True  # only where funding data exists for the set
 
     def __post_init__(self):
-        if self.direction not in ("short_only", "bidirectional"):
-            raise ConfigError(f"direction must be short_only or bidirectional, got {self.direction!r}")
+        if self.direction not in ("short_only", "bidirectional", "long_only"):
+            raise ConfigError(f"direction must be short_only, bidirectional or long_only, got {self.direction!r}")
+        if self.arbiter not in ("equal_weight", "regime_weighted"):
+            raise ConfigError(f"arbiter must be equal_weight or regime_weighted, got {self.arbiter!r}")
+        if not 0 <= self.arbiter_tilt < 0.5:
+            raise ConfigError(f"arbiter_tilt must be in [0, 0.5) so both leg weights stay > 0, got {self.arbiter_tilt}")
+        if not self.arbiter_trend_bars >= 2:
+            raise ConfigError(f"arbiter_trend_bars must be >= 2, got {self.arbiter_trend_bars}")
         if self.rank_window not in WINDOWS:
             raise ConfigError(f"rank_window must be one of {WINDOWS}, got {self.rank_window}")
         for f in ("entry_threshold", "long_entry_threshold", "initial_capital", "max_hold_bars",
@@ -92,6 +102,11 @@ class EngineConfig:
 
     @property
     def long_active(self) -> bool:
+        return self.direction in ("bidirectional", "long_only") and self.long_enabled
+
+    @property
+    def arbitrated(self) -> bool:
+        """Both legs trade: the capital arbiter splits the capital between them."""
         return self.direction == "bidirectional" and self.long_enabled
 
     def with_(self, **kw) -> "EngineConfig":

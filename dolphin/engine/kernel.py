@@ -20,7 +20,7 @@ from numba import njit
 (P_DIR_LONG, P_THR, P_EXT, P_LTHR, P_LEXT, P_VOL_GATE, P_RANK_LB, P_W_LOAD, P_W_MOVE, P_W_FLOW,
  P_MIN_LEV, P_MAX_LEV, P_ABS_MAX, P_STALKER_MAX, P_MIN_ORDER_LEV, P_TP, P_MAX_HOLD, P_EXIT_POSTURE,
  P_CAPITAL, P_MAKER, P_TAKER, P_SLIP, P_LIMIT_OFF, P_MMR, P_FUNDING, P_ACB_ADVERSE, P_ACB_DROP,
- P_FRACTION, N_PARAMS) = range(29)
+ P_FRACTION, P_DIR_SHORT, N_PARAMS) = range(30)
 
 APEX, STALKER, TURTLE, HIBERNATE = 0, 1, 2, 3
 MC_RED = 2
@@ -60,7 +60,14 @@ def pack_params(cfg, acb_adverse_exit: bool = False, acb_drop: float = 0.2) -> n
     p[P_ACB_ADVERSE] = 1.0 if acb_adverse_exit else 0.0
     p[P_ACB_DROP] = acb_drop
     p[P_FRACTION] = cfg.capital_fraction
+    # the SHORT leg is off only in a LONG-leg validation run (direction long_only)
+    p[P_DIR_SHORT] = 0.0 if cfg.direction == "long_only" else 1.0
     return p
+
+
+def unit_leg_weights(T: int) -> np.ndarray:
+    """(T, 2) leg weights [short, long] of 1.0: every trade sized by capital_fraction alone (BLUE)."""
+    return np.ones((T, 2))
 
 
 @njit(cache=True)
@@ -68,7 +75,7 @@ def signal_side(p, vd_prev, vd):
     """+1/-1 when vel_div crosses its threshold at this scan, else 0 (NaN never signals)."""
     if not (np.isfinite(vd) and np.isfinite(vd_prev)):
         return 0
-    if vd < -p[P_THR] and vd_prev >= -p[P_THR]:
+    if p[P_DIR_SHORT] > 0.0 and vd < -p[P_THR] and vd_prev >= -p[P_THR]:
         return -1
     if p[P_DIR_LONG] > 0.0 and vd > p[P_LTHR] and vd_prev <= p[P_LTHR]:
         return 1
@@ -179,8 +186,11 @@ def _book_exit(k, t, px, fee_rate, reason, qty, tr_side, tr_entry_px, tr_exit, t
 
 @njit(cache=True)
 def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, posture, mc, boost, rm,
-               flow, funding, first_bar, state, close_at_end):
+               flow, funding, first_bar, state, close_at_end, leg_w):
     """Simulate bars [first_bar, T) from ``state``; earlier rows are history (ranking, crossings).
+
+    ``leg_w`` (T, 2): the capital arbiter's weight of the SHORT (column 0) and LONG (column 1) leg at each
+    scan; an entry's isolated margin is capital x capital_fraction x the weight of its leg (1.0 = BLUE).
 
     Returns the trade arrays (closed trades, plus the still-open one when ``close_at_end`` is False is
     NOT included: it lives in the returned state), per-bar outputs and the final state."""
@@ -358,7 +368,8 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
         pend = 1
         pend_asset, pend_side = a, side
         pend_lev = lev
-        pend_notional = capital * p[P_FRACTION] * lev  # isolated margin = fraction of capital
+        # isolated margin = fraction of capital, times the arbiter's weight of the signal's leg
+        pend_notional = capital * p[P_FRACTION] * leg_w[t, 0 if side < 0 else 1] * lev
         pend_signal = vel_div[t]
         pend_posture = posture[t]
         pend_boost = boost[t]

@@ -51,7 +51,7 @@ import pandas as pd
 from dolphin.acb import DEFAULT as ACB_DEFAULT
 from dolphin.acb import AcbConfig, boost_series
 from dolphin.engine import kernel as K
-from dolphin.engine.backtest import BacktestResult, _trades_frame, prepare_inputs, run_backtest
+from dolphin.engine.backtest import BacktestResult, _trades_frame, check_leg_weights, prepare_inputs, run_backtest
 from dolphin.engine.config import APEX, GREEN, ORANGE, POSTURE_NAMES, RED, EngineConfig
 from dolphin.engine.inputs import RiskInputs
 from dolphin.engine.state import EngineState
@@ -171,7 +171,7 @@ CheckFn = Callable[[int, float, float], None]
 def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: np.ndarray,
                 on_check: CheckFn | None = None, *, funding_dir=None, trade_from_ms: int | None = None,
                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                acb_drop: float = 0.2, flow=None) -> BacktestResult:
+                acb_drop: float = 0.2, flow=None, leg_weights=None) -> BacktestResult:
     """The engine in chunks ending at each bar of ``check_bars``, carrying the kernel state between them.
 
     After the chunk ending at bar c, ``on_check(c, equity[c], peak)`` runs and may change ``risk``'s arrays
@@ -180,6 +180,7 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
     call costs O(chunk) and not O(T). With ``on_check=None`` the result equals ``run_backtest``'s."""
     T = panel.n_bars
     risk.check(T)
+    lw = check_leg_weights(leg_weights, T)
     pr = prepare_inputs(panel, scans, cfg, risk.source, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
                   state=state, acb_adverse_exit=acb_adverse_exit, acb_drop=acb_drop, flow=flow)
     hist = cfg.rank_lookback + 1
@@ -208,7 +209,7 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
         out = K.run_kernel(pr.p, panel.open[o:end], panel.high[o:end], panel.low[o:end], panel.close[o:end],
                            pr.tradable[o:end], pr.vd[o:end], pr.loadings[o:end], ok[o:end], risk.posture[o:end],
                            risk.mc_status[o:end], risk.acb_boost[o:end], risk.rm[o:end], pr.flow[o:end],
-                           pr.funding[o:end], start - o, vec, close_at_end and last)
+                           pr.funding[o:end], start - o, vec, close_at_end and last, lw[o:end])
         n = int(out[0])
         for j in range(16):
             a = out[1 + j][:n]
@@ -237,7 +238,7 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
                                     int(panel.close_time[-1]))
     return BacktestResult(cfg, list(panel.symbols), panel.bar_ms, panel.open_time, panel.close_time, equity, tr,
                           decision, dec_asset, dec_lev, pos_asset, pr.vd, pr.regime, risk, final, pr.first_bar,
-                          pr.notes)
+                          pr.notes, leg_weights)
 
 
 def check_bars_for(panel, every_bars: int | None) -> np.ndarray:
@@ -294,7 +295,7 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
                       funding_dir=None, trade_from_ms: int | None = None, acb_cfg: AcbConfig = ACB_DEFAULT,
                       mc_cfg: MCConfig | None = None, survival_cfg: SurvivalConfig = SurvivalConfig(),
                       dvol: tuple[np.ndarray, np.ndarray] | None = None,
-                      dvol_cfg: DvolConfig = DvolConfig(), book=None) -> RiskBacktestResult:
+                      dvol_cfg: DvolConfig = DvolConfig(), book=None, leg_weights=None) -> RiskBacktestResult:
     """The engine under ``layers`` (see the module docstring). ``exf``: ExF history for the ACB's ExF term and
     DVOL (None: ACB regime term only; DVOL from ``<data>/exf/dvol_btc.csv`` if present). ``dvol``: (day-label
     ms, values) to use instead (tests). ``book``: a ``BookGrid`` on this panel's bars (None: no order-book
@@ -420,12 +421,13 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         try:
             res = run_chunked(panel, scans, cfg, risk, checks, on_check, funding_dir=funding_dir,
                               trade_from_ms=trade_from_ms, acb_adverse_exit=layers.acb_adverse_exit,
-                              acb_drop=layers.acb_drop, flow=flow)
+                              acb_drop=layers.acb_drop, flow=flow, leg_weights=leg_weights)
         finally:
             logging.getLogger("dolphin.survival").removeFilter(quiet)
     else:
         res = run_backtest(panel, scans, cfg, risk=risk, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
-                           acb_adverse_exit=layers.acb_adverse_exit, acb_drop=layers.acb_drop, flow=flow)
+                           acb_adverse_exit=layers.acb_adverse_exit, acb_drop=layers.acb_drop, flow=flow,
+                           leg_weights=leg_weights)
     res.notes.extend(notes)
     return RiskBacktestResult(res, layers, posture, rm, boost, mc_status, cats, checks, changes,
                               pd.DataFrame(mc_rows, columns=["day", "status", "catastrophic_prob", "history_days"]),
