@@ -140,18 +140,39 @@ def load_config(path_or_preset: str | Path | None) -> EngineConfig:
     try:
         d = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from e
+        raise ConfigError(f"{p}: invalid YAML: {' '.join(str(e).split())}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys")
-    base = PRESETS.get(str(d.pop("preset", "blue")).lower())
+    preset = d.pop("preset", "blue")
+    base = PRESETS.get(str(preset).lower())
     if base is None:
-        raise ConfigError(f"{p}: unknown preset")
-    try:
-        return EngineConfig.from_dict(d, base)
-    except TypeError as e:
-        raise ConfigError(f"{p}: {e}") from e
+        raise ConfigError(f"{p}: preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
+    from dolphin.engine.configcheck import ConfigValueError, validate_mapping
+
+    try:  # types, ranges and unknown keys, from the dataclass fields (dolphin.engine.configcheck)
+        return EngineConfig.from_dict(validate_mapping(EngineConfig, d, str(p)), base)
+    except ConfigValueError as e:
+        raise ConfigError(str(e)) from None
+    except (ConfigError, TypeError) as e:
+        raise ConfigError(f"{p}: {e}") from None
 
 
 BLUE = EngineConfig()
 GREEN_CFG = EngineConfig(name="GREEN", direction="bidirectional", long_enabled=False)
 PRESETS = {"blue": BLUE, "green": GREEN_CFG}
+
+
+_load_config_unchecked = load_config
+
+
+def load_config(path_or_preset: str | Path | None) -> EngineConfig:  # noqa: F811 (the gated loader)
+    """A preset name ('blue', 'green') or a YAML file, refused (``LongGateError``) when its LONG leg is active
+    without a passing LONG validation record for its exact LONG parameters (``dolphin.research.long_gate``):
+    every loader (CLI, Dagster, runtime) goes through here, so none can trade an unvalidated LONG leg."""
+    cfg = _load_config_unchecked(path_or_preset)
+    from dolphin.research.long_gate import require_long_validation
+
+    require_long_validation(cfg)
+    return cfg
