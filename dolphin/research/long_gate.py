@@ -251,3 +251,48 @@ def require_long_validation(cfg: EngineConfig, home=None) -> None:
     raise LongGateError(
         f"config {cfg.name!r} trades LONG but its LONG validation record failed: {r.file_name} on {r.data_set} "
         f"({r.created_at}): {failed}; GREEN stays SHORT-only (set long_enabled: false)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("validate-long", help="walk-forward validation of GREEN's LONG leg; stores the record")
+    p.add_argument("--data", default="mixed-1h-2022-2026", help="candle set name under <data>/klines or a path")
+    p.add_argument("--config", default="green", help="base preset or YAML (its LONG thresholds are recalibrated)")
+    p.add_argument("--train-days", type=int, default=None, help="training window (default per set, else 365)")
+    p.add_argument("--test-days", type=int, default=None, help="test window and roll step (default per set, else 91)")
+    p.add_argument("--no-save", action="store_true", help="do not store the validation record")
+    p.set_defaults(func=cmd_validate_long)
+
+
+def cmd_validate_long(args) -> int:
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from dolphin.engine.config import _load_config_unchecked
+    from dolphin.paths import resolve_kline_set
+
+    base = _load_config_unchecked(args.config)  # the base may name LONG thresholds no record covers yet
+    path = resolve_kline_set(args.data)
+    name = path.name
+    try:
+        v = validate_long(name, base, train_days=args.train_days, test_days=args.test_days, save=not args.no_save,
+                          path=path)
+    except ValueError as e:  # a set too short for one fold: the reason in one line
+        print(f"dolphin: error: validate-long {args.data}: {e}", file=sys.stderr)
+        return 1
+    r = v.record
+    print(f"LONG leg walk-forward on {name}: {r.results['folds']} folds, train {r.results['train_days']} d / "
+          f"test {r.results['test_days']} d, out of sample {r.results['oos_first_day']} .. {r.results['oos_last_day']}")
+    print(v.folds.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+    print()
+    for k, g in r.gate.items():
+        print(f"  {k:<14} {g['value']:>12.4f}  {g['threshold']:<8} {'pass' if g['passed'] else 'FAIL'}")
+    print(f"\nLONG gate: {'PASSED' if r.passed else 'FAILED'}"
+          + ("" if r.passed else ": GREEN stays SHORT-only (long_enabled: false)"))
+    print("LONG parameters (last training window): "
+          + yaml.safe_dump({"long_entry_threshold": v.final_config.long_entry_threshold,
+                            "long_extreme_threshold": v.final_config.long_extreme_threshold},
+                           default_flow_style=True).strip())
+    print(f"record: {v.record_path or '(not saved)'}")
+    return 0
