@@ -11,13 +11,17 @@ COMMAND_MODULES = [
     "dolphin.engine.cli",
     "runtime.cli",
     "dolphin.sqlcli",
+    "dolphin.warehouse",
     "dolphin.status",
     "dolphin.survival.override",
+    "dolphin.research.cli",
     "dolphin.store.rehydrate",
     "venue.cli",
     "dolphin.bridge",
     "dolphin.book.publisher",
     "dolphin.demo",
+    "dolphin.console.server",
+    "dolphin.research.long_gate",
 ]
 
 
