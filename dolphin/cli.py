@@ -45,9 +45,11 @@ def main(argv=None) -> int:
         return 130
     except Exception as exc:  # one clear line for expected input errors; traceback otherwise
         from dolphin.data.contracts import DataError
+        from dolphin.engine.config import ConfigError
+        from dolphin.errors import UserInputError
         from dolphin.paths import DataNotFoundError
 
-        if isinstance(exc, (DataError, DataNotFoundError)):
+        if isinstance(exc, (DataError, DataNotFoundError, ConfigError, UserInputError)):
             print(f"dolphin: error: {exc}", file=sys.stderr)
             return 1
         raise

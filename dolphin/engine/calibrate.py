@@ -9,7 +9,11 @@ Procedure (documented in the README, "Calibration"):
   4. Objective: in-sample daily Sharpe, among configurations that trade at least 0.5 trades/day (the
      floor's 5 trades per 10 days); ties broken by profit factor. The whole grid is returned.
   5. Risk budget: with the chosen signal, the largest capital_fraction (margin per trade as a share of
-     capital) whose in-sample max drawdown stays below the 20 % drawdown floor.
+     capital) whose in-sample max drawdown stays below the 20 % drawdown floor -- never above
+     MAX_CAPITAL_FRACTION (0.5): a short in-sample drawdown says little about the tail, so the budget is capped.
+  Refused (``CalibrationRefused``) when the in-sample part holds fewer than MIN_IN_SAMPLE_DAYS (20) UTC days:
+  a drawdown measured on a few days cannot choose a risk budget. Between that and WARN_IN_SAMPLE_DAYS (60)
+  days the result carries a warning (``CalibrationResult.warnings``, printed by `dolphin calibrate`).
 """
 
 import itertools
@@ -29,6 +33,13 @@ W_MOVES = (-1.0, 0.0, 1.0)
 FRACTIONS = (1.0, 0.75, 0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 MAX_DD = 0.20
 MIN_TRADES_PER_DAY = 0.5
+MAX_CAPITAL_FRACTION = 0.5
+MIN_IN_SAMPLE_DAYS = 20
+WARN_IN_SAMPLE_DAYS = 60
+
+
+class CalibrationRefused(ValueError):
+    pass
 
 
 def split_index(open_time: np.ndarray, fraction: float) -> int:
@@ -55,14 +66,28 @@ class CalibrationResult:
     split_ms: int  # first out-of-sample bar open
     in_sample_days: int
     risk_grid: pd.DataFrame  # capital_fraction -> in-sample max drawdown
+    warnings: list = None  # loud notes (short in-sample part, capped risk budget)
 
 
 def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> CalibrationResult:
     cut = split_index(panel.open_time, fraction)
-    p_is = panel.slice_bars(0, cut)
-    s_is = scans[0:cut]
-    vd = s_is.vel_div / p_is.n_assets
+    return calibrate_window(panel, scans, base, 0, cut)
+
+
+def calibrate_window(panel, scans, base: EngineConfig, lo: int, hi: int) -> CalibrationResult:
+    """The grid on the training window of bars [lo, hi); bars before ``lo`` are history only (regime and
+    ranking statistics, as in any run that starts mid-set), bars from ``hi`` on are dropped before anything
+    is computed. Quantiles, Sharpe, trade rates and drawdowns use the window's rows only. ``calibrate`` is
+    this with lo = 0 (``dolphin validate`` rolls it over the data)."""
+    if not 0 <= lo < hi <= panel.n_bars:
+        raise ValueError(f"training window [{lo}, {hi}) is not inside the panel's {panel.n_bars} bars")
+    p_is = panel.slice_bars(0, hi)
+    s_is = scans[0:hi]
+    trade_from = int(p_is.close_time[lo]) if lo > 0 else None
+    vd = s_is.vel_div[lo:] / p_is.n_assets
     vd = vd[np.isfinite(vd)]
+    if vd.size == 0:
+        raise ValueError("training window has no finite vel_div (scanner still warming up)")
     rows = []
     for q, hold, wm in itertools.product(QUANTILES, MAX_HOLDS, W_MOVES):
         thr = float(-np.quantile(vd, q))
@@ -71,8 +96,8 @@ def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> Calibr
             continue
         cfg = base.with_(entry_threshold=round(thr, 6), extreme_threshold=round(ext, 6),
                          max_hold_bars=hold, w_move=wm)
-        res = run_backtest(p_is, s_is, cfg)
-        sharpe, n_days = _daily_sharpe(res.ts, res.equity, cfg.initial_capital)
+        res = run_backtest(p_is, s_is, cfg, trade_from_ms=trade_from)
+        sharpe, n_days = _daily_sharpe(res.ts[lo:], res.equity[lo:], cfg.initial_capital)
         pnl = res.trades["pnl"].to_numpy()
         gl = -pnl[pnl < 0].sum()
         rows.append({"quantile": q, "entry_threshold": cfg.entry_threshold,
@@ -83,6 +108,8 @@ def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> Calibr
                      "win_rate": float((pnl > 0).mean()) if len(pnl) else float("nan"),
                      "sharpe": sharpe})
     grid = pd.DataFrame(rows)
+    if grid.empty:
+        raise ValueError("no configuration in the grid has a usable threshold on the training window")
     ok = grid[grid["trades_per_day"] >= MIN_TRADES_PER_DAY].copy()
     if ok.empty:
         raise ValueError("no configuration in the grid trades often enough in-sample")
@@ -94,14 +121,15 @@ def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> Calibr
     grid["chosen"] = ((grid.entry_threshold == top.entry_threshold) & (grid.max_hold_bars == top.max_hold_bars)
                       & (grid.w_move == top.w_move))
     risk_rows = []
-    for frac in FRACTIONS:
-        res = run_backtest(p_is, s_is, best.with_(capital_fraction=frac))
-        dd = max_drawdown(res.ts, res.equity, base.initial_capital, res.bar_ms)[0]
+    for frac in (f for f in FRACTIONS if f <= MAX_CAPITAL_FRACTION):
+        res = run_backtest(p_is, s_is, best.with_(capital_fraction=frac), trade_from_ms=trade_from)
+        dd = max_drawdown(res.ts[lo:], res.equity[lo:], base.initial_capital, res.bar_ms)[0]
         risk_rows.append({"capital_fraction": frac, "max_drawdown": dd,
                           "roi": res.final_capital / base.initial_capital - 1.0})
     risk = pd.DataFrame(risk_rows)
     fitting = risk[risk.max_drawdown < MAX_DD]
     frac = float(fitting.capital_fraction.max()) if len(fitting) else float(FRACTIONS[-1])
     best = best.with_(capital_fraction=frac)
-    return CalibrationResult(best, grid, int(panel.open_time[cut]), int(len(np.unique(p_is.open_time // DAY_MS))),
-                             risk)
+    return CalibrationResult(best, grid, int(panel.open_time[hi]) if hi < panel.n_bars else
+                             int(panel.open_time[hi - 1]) + panel.bar_ms,
+                             int(len(np.unique(p_is.open_time[lo:] // DAY_MS))), risk)

@@ -46,6 +46,7 @@ class ReportData:
     notes: list = field(default_factory=list)
     config: dict = field(default_factory=dict)
     risk: dict | None = None  # dolphin.engine.report_data.risk_section (None: no risk layer ran)
+    sections: list = field(default_factory=list)  # (title, pre-rendered HTML) shown after the metrics
 
 
 def _fmt(v) -> str:
@@ -215,6 +216,7 @@ def render(d: ReportData) -> str:
 <style>{CSS}</style></head><body>
 <h1>{escape(d.title)}</h1><div class="sub">{escape(d.subtitle)}</div>
 <h2>Metrics</h2>{_metrics_table(d.metrics)}
+{"".join(f"<h2>{escape(t)}</h2>{body}" for t, body in d.sections)}
 <h2>Quality floors (rolling windows)</h2>{_floors_table(d.floors)}
 <h2>Charts</h2>{_charts(d)}
 {_monthly_table(d.monthly)}
@@ -231,5 +233,6 @@ def write_report(d: ReportData, path) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".report-", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(render(d))
+    os.chmod(tmp, 0o644)  # mkstemp makes it 0600: a report is for others to read too
     os.replace(tmp, path)
     return path
