@@ -67,7 +67,16 @@ def cmd_backtest(args) -> int:
     name = Path(str(args.data)).name
     suffix = ("" if r.risk_run is None else f"_risk-{args.risk_layer}") + ("" if r.book is None else "_book")
     out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}{suffix}.html"
-    write_report(report_data(r, f"DOLPHIN {cfg.name} backtest: {name}"), out)
+    rd = report_data(r, f"DOLPHIN {cfg.name} backtest: {name}")
+    if cfg.name.upper() == "GREEN":  # GREEN is judged against BLUE on the same data: both side by side
+        from dolphin.engine.green import green_comparison
+
+        cmp = green_comparison(args.data, cfg, r, start_ms=start, end_ms=end, split=args.split or None,
+                               risk_layer=getattr(args, "risk_layer", "none"), book=getattr(args, "book", None))
+        print()
+        print(cmp.table())
+        rd.sections.append(cmp.section())
+    write_report(rd, out)
     if args.trades_csv:
         r.periods["All"]["trades"].to_csv(args.trades_csv, index=False)
     print()

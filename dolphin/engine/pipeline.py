@@ -77,6 +77,7 @@ class BacktestRun:
     risk_run: object = None  # dolphin.engine.risklayer.RiskBacktestResult when a risk layer ran
     flow_source: str = "neutral (no order-book data)"  # what fed the flow port (and Cat3): book history or neutral
     book: object = None  # dolphin.book.history.BookGrid when --book was given
+    arbiter: object = None  # dolphin.engine.arbiter.ArbiterWeights when both GREEN legs trade
 
 
 def _period(res: BacktestResult, lo: int, hi: int, initial: float):
@@ -92,18 +93,25 @@ def _period(res: BacktestResult, lo: int, hi: int, initial: float):
 
 def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: float | None = 0.6,
         progress=False, cache_dir=None, risk=None, risk_layer="none", exf=None, book=None,
-        book_cache_dir=None) -> BacktestRun:
+        book_cache_dir=None, rules=None) -> BacktestRun:
     """``risk_layer``: 'none' (``risk`` or the neutral defaults), 'acb', 'full' or a ``RiskLayers``; the risk
     layer reads ExF from ``exf`` (default ``ExfHistory.load()``). ``book``: a folder / file of Binance
     ``bookDepth`` files (``dolphin.book.history``): its features feed the engine's flow port and, with the
     survival stack, Cat3; None = no order-book data (neutral flow, Cat3 0.5: the behaviour without it)."""
     path = resolve_kline_set(data)
     warm = WARMUP_BARS + cfg.vol_lookback + cfg.vol_window if start_ms is not None else 0
-    panel = load_panel(path, start_ms=start_ms, end_ms=end_ms, warmup_bars=warm)
+    panel = load_panel(path, start_ms=start_ms, end_ms=end_ms, warmup_bars=warm, rules=rules)
     scans, hit = scans_cached(path, panel, cache_dir=cache_dir, progress=progress)
     funding_dir = find_funding_dir(path) if path.is_dir() else None
     trade_from = int(panel.close_time[panel.warmup_bars]) if panel.warmup_bars else None
     grid, flow, book_notes = None, None, []
+    arb, leg_w = None, None
+    if cfg.arbitrated:  # GREEN with both legs: the capital arbiter splits each day's capital between them
+        from dolphin.engine.arbiter import arbiter_weights
+        from dolphin.exf.history import ExfHistory
+
+        arb = arbiter_weights(panel, scans.vel_div / panel.n_assets, cfg, exf if exf is not None else ExfHistory.load())
+        leg_w = arb.per_bar(panel.close_time)
     if book is not None:
         from dolphin.book.history import BookFlowProvider, book_for_panel
 
@@ -118,10 +126,14 @@ def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: floa
             raise ValueError("run(): give either risk (fixed inputs) or risk_layer, not both")
         layers = RiskLayers.preset(risk_layer) if isinstance(risk_layer, str) else risk_layer
         risk_run = run_risk_backtest(panel, scans, cfg, layers=layers, exf=exf if exf is not None else ExfHistory.load(),
-                                     funding_dir=funding_dir, trade_from_ms=trade_from, book=grid)
+                                     funding_dir=funding_dir, trade_from_ms=trade_from, book=grid,
+                                     leg_weights=leg_w)
         res = risk_run.result
     else:
-        res = run_backtest(panel, scans, cfg, funding_dir=funding_dir, trade_from_ms=trade_from, risk=risk, flow=flow)
+        res = run_backtest(panel, scans, cfg, funding_dir=funding_dir, trade_from_ms=trade_from, risk=risk, flow=flow,
+                           leg_weights=leg_w)
+    if arb is not None:
+        res.notes.extend(arb.notes)
     if book_notes:  # replaces the engine's one-line "order-book/flow: <source>" with source, rule, coverage
         at = next((i for i, n in enumerate(res.notes) if n.startswith("order-book/flow:")), 0)
         res.notes[at:at + 1] = book_notes
@@ -135,4 +147,4 @@ def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: floa
         periods["Out-of-sample"] = _period(res, cut, panel.n_bars, cfg.initial_capital)
     periods["All"] = _period(res, lo, panel.n_bars, cfg.initial_capital)
     flow_source = grid.source if grid is not None else "neutral (no order-book data)"
-    return BacktestRun(data, res, split_ms, periods, hit, funding_dir, panel, risk_run, flow_source, grid)
+    return BacktestRun(data, res, split_ms, periods, hit, funding_dir, panel, risk_run, flow_source, grid, arb)
