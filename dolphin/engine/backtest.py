@@ -8,7 +8,7 @@ import pandas as pd
 from dolphin.engine.config import EngineConfig
 from dolphin.engine.funding import funding_grid
 from dolphin.engine.inputs import FlowProvider, NeutralFlowProvider, RiskInputs
-from dolphin.engine.kernel import (DECISION_NAMES, EXIT_REASONS, R_END, R_LIQUIDATION, R_TP, pack_params,
+from dolphin.engine.kernel import (DECISION_NAMES, EXIT_REASONS, R_END, R_LIQUIDATION, R_STOP, R_TP, pack_params,
                                    run_kernel, unit_leg_weights)
 from dolphin.engine.regime import VolRegime, vol_regime
 from dolphin.engine.state import EngineState, StateError
@@ -51,7 +51,7 @@ class BacktestResult:
         })
 
 
-_CLOSE_STAMPED = np.array([R_TP, R_LIQUIDATION, R_END])
+_CLOSE_STAMPED = np.array([R_TP, R_LIQUIDATION, R_END, R_STOP])
 
 
 def _trades_frame(out, symbols, open_time, bar_ms) -> pd.DataFrame:

@@ -65,6 +65,11 @@ class EngineConfig:
     take_profit_bps: float = 95.0
     max_hold_bars: int = 144
     exit_on_posture_change: bool = True
+    # per-trade loss bound: a protective stop-market at the price where the trade loses this fraction of the
+    # capital it was opened with (price move only; fees on top); 0 = off. Liquidation stays modelled behind
+    # it (a bar opening beyond the liquidation price still liquidates). Default decided by walk-forward
+    # validation on the three sets in ../shared/data (README "Per-trade loss bound").
+    max_trade_loss: float = 0.0
     # --- costs and fills ---
     initial_capital: float = 25_000.0
     maker_fee: float = 0.0002  # Binance USDT-M defaults
@@ -83,6 +88,9 @@ class EngineConfig:
             raise ConfigError(f"arbiter_tilt must be in [0, 0.5) so both leg weights stay > 0, got {self.arbiter_tilt}")
         if not self.arbiter_trend_bars >= 2:
             raise ConfigError(f"arbiter_trend_bars must be >= 2, got {self.arbiter_trend_bars}")
+        if not (isinstance(self.max_trade_loss, (int, float)) and 0.0 <= self.max_trade_loss < 1.0):
+            raise ConfigError(f"max_trade_loss must be a fraction of capital in [0, 1) (0 = off), got "
+                              f"{self.max_trade_loss!r}")
         if self.rank_window not in WINDOWS:
             raise ConfigError(f"rank_window must be one of {WINDOWS}, got {self.rank_window}")
         for f in ("entry_threshold", "long_entry_threshold", "initial_capital", "max_hold_bars",

@@ -20,7 +20,7 @@ from numba import njit
 (P_DIR_LONG, P_THR, P_EXT, P_LTHR, P_LEXT, P_VOL_GATE, P_RANK_LB, P_W_LOAD, P_W_MOVE, P_W_FLOW,
  P_MIN_LEV, P_MAX_LEV, P_ABS_MAX, P_STALKER_MAX, P_MIN_ORDER_LEV, P_TP, P_MAX_HOLD, P_EXIT_POSTURE,
  P_CAPITAL, P_MAKER, P_TAKER, P_SLIP, P_LIMIT_OFF, P_MMR, P_FUNDING, P_ACB_ADVERSE, P_ACB_DROP,
- P_FRACTION, P_DIR_SHORT, N_PARAMS) = range(30)
+ P_FRACTION, P_DIR_SHORT, P_MAX_LOSS, N_PARAMS) = range(31)
 
 APEX, STALKER, TURTLE, HIBERNATE = 0, 1, 2, 3
 MC_RED = 2
@@ -30,10 +30,10 @@ D_NONE, D_ENTER_SHORT, D_ENTER_LONG, D_EXIT_MAX_HOLD, D_EXIT_POSTURE, D_EXIT_HIB
 DECISION_NAMES = ("none", "enter_short", "enter_long", "exit_max_hold", "exit_posture", "exit_hibernate",
                   "exit_acb_adverse")
 # exit reasons (per trade)
-R_TP, R_MAX_HOLD, R_POSTURE, R_HIBERNATE, R_LIQUIDATION, R_END, R_ACB = range(1, 8)
+R_TP, R_MAX_HOLD, R_POSTURE, R_HIBERNATE, R_LIQUIDATION, R_END, R_ACB, R_STOP = range(1, 9)
 EXIT_REASONS = {R_TP: "take_profit", R_MAX_HOLD: "max_hold", R_POSTURE: "posture_change",
                 R_HIBERNATE: "hibernate", R_LIQUIDATION: "liquidation", R_END: "end_of_data",
-                R_ACB: "acb_adverse_turn"}
+                R_ACB: "acb_adverse_turn", R_STOP: "stop_loss"}
 DECISION_TO_REASON = {D_EXIT_MAX_HOLD: R_MAX_HOLD, D_EXIT_POSTURE: R_POSTURE, D_EXIT_HIBERNATE: R_HIBERNATE,
                       D_EXIT_ACB: R_ACB}
 
@@ -62,6 +62,7 @@ def pack_params(cfg, acb_adverse_exit: bool = False, acb_drop: float = 0.2) -> n
     p[P_FRACTION] = cfg.capital_fraction
     # the SHORT leg is off only in a LONG-leg validation run (direction long_only)
     p[P_DIR_SHORT] = 0.0 if cfg.direction == "long_only" else 1.0
+    p[P_MAX_LOSS] = getattr(cfg, "max_trade_loss", 0.0)
     return p
 
 
@@ -308,7 +309,30 @@ def run_kernel(p, open_, high, low, close, tradable, vel_div, loadings, vol_ok, 
                 hit_liq = low[t, a] <= liq
                 tp = e_px * (1.0 + p[P_TP])
                 hit_tp = high[t, a] > tp
-            if hit_liq:
+            # per-trade loss bound: a stop-market where the price move costs max_trade_loss of the capital the
+            # trade was opened with; it rests below the liquidation price, so a path from the open reaches it
+            # first, unless the bar opens beyond the liquidation price (then liquidation, conservatively)
+            hit_stop = False
+            stop = 0.0
+            if p[P_MAX_LOSS] > 0.0:
+                dist = p[P_MAX_LOSS] * tr_cap_before[k] / qty
+                if s < 0:
+                    stop = e_px + dist
+                    hit_stop = stop < liq and high[t, a] >= stop and open_[t, a] < liq
+                else:
+                    stop = e_px - dist
+                    hit_stop = stop > liq and low[t, a] <= stop and open_[t, a] > liq
+            if hit_stop:
+                # gap through the stop: fills at the (worse) open; then taker slippage against us
+                if s < 0:
+                    px = max(stop, open_[t, a]) if t > tr_entry[k] else stop
+                else:
+                    px = min(stop, open_[t, a]) if t > tr_entry[k] else stop
+                px = px * (1.0 - s * p[P_SLIP])
+                capital += _book_exit(k, t, px, p[P_TAKER], R_STOP, qty, tr_side, tr_entry_px, tr_exit,
+                                      tr_exit_px, tr_reason, tr_fees, tr_funding, tr_pnl)
+                in_pos = False
+            elif hit_liq:
                 # isolated margin is lost entirely (remaining maintenance margin goes to the insurance fund)
                 margin = tr_notional[k] / lev
                 capital -= margin
