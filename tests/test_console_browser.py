@@ -1,0 +1,246 @@
+"""`dolphin console` in headless Chromium against the local venue's live paper day (the stack of
+tests/test_system_paper_day.py: venue replaying usdtm-5m-2023 2023-07-17 17:30.., bridge, runtime sandbox with the
+survival stack from the embedded store; SYNTHETIC healthy risk inputs from ``dolphin.demo.RiskFeed``).
+
+One page stays open for the whole run (Chrome DevTools Protocol over a WebSocket: no reload ever happens):
+- it renders, and while the ETHUSDT short is open its values match the ledger (journal capital, the position's
+  side / quantity / entry price, the entry fill) and the store (posture and Rm in DOLPHIN_SAFETY);
+- a store outage (the embedded store's files moved away, as in the system test) is shown as such within 2 s;
+- each posture change the runtime publishes (HIBERNATE after the outage, APEX 5 healthy checks later) appears on
+  the page within 2 s of being published, without a reload (the page's render counter keeps growing, its
+  navigation entry stays the first one).
+Screenshots are written to $DOLPHIN_CONSOLE_SHOTS (default: the test's tmp folder)."""
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.browser import FLAGS, chromium
+
+pytest.importorskip("nautilus_trader")
+
+SYMBOLS = ("BTCUSDT", "DOGEUSDT", "ETHUSDT")
+START = "2023-07-17T17:30"
+DAYS = 0.1  # 29 bars, 17:30 .. 19:55; the backtest's ETHUSDT short 18:15 .. 18:50 (TP)
+SPEED = 1.0  # wall seconds per bar: the position stays open ~7 s
+
+
+class Page:
+    """One Chromium tab driven over the DevTools Protocol."""
+
+    def __init__(self, url: str, width=1400, height=1000):
+        from websockets.sync.client import connect
+
+        self.prof = tempfile.TemporaryDirectory(prefix="dolphin-chromium-")
+        self.proc = subprocess.Popen([chromium(), *FLAGS, f"--user-data-dir={self.prof.name}",
+                                      "--remote-debugging-port=0", "--remote-allow-origins=*",
+                                      f"--window-size={width},{height}", "about:blank"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        port = None
+        deadline = time.monotonic() + 30
+        while port is None and time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            m = re.search(r"DevTools listening on ws://127\.0\.0\.1:(\d+)/", line)
+            if m:
+                port = int(m.group(1))
+            elif not line and self.proc.poll() is not None:
+                break
+        if port is None:
+            self.close()
+            raise AssertionError("chromium did not open its DevTools port")
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()  # drain
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            tab = next(t for t in json.load(r) if t["type"] == "page")
+        self._conn = connect(tab["webSocketDebuggerUrl"], max_size=64 * 2**20, open_timeout=10)
+        self.ws = self._conn.__enter__()
+        self._id = 0
+        self.send("Page.enable")
+        self.send("Page.navigate", url=url)
+
+    def send(self, method, **params):
+        self._id += 1
+        self.ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == self._id:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def js(self, expr):
+        r = self.send("Runtime.evaluate", expression=expr, returnByValue=True)
+        if "exceptionDetails" in r:
+            raise AssertionError(f"{expr}: {r['exceptionDetails']}")
+        return r["result"].get("value")
+
+    def text(self, element_id):
+        return self.js(f"(document.getElementById({json.dumps(element_id)})||{{}}).textContent||null")
+
+    def wait(self, cond, timeout, what, step=0.05):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            v = cond()
+            if v:
+                return v
+            time.sleep(step)
+        raise AssertionError(f"no {what} within {timeout} s")
+
+    def screenshot(self, path: Path) -> Path:
+        h = self.js("document.documentElement.scrollHeight")
+        self.send("Emulation.setDeviceMetricsOverride", width=1400, height=int(h), deviceScaleFactor=1, mobile=False)
+        data = self.send("Page.captureScreenshot", format="png")["data"]
+        self.send("Emulation.clearDeviceMetricsOverride")
+        path.write_bytes(base64.b64decode(data))
+        return path
+
+    def close(self):
+        try:
+            self._conn.__exit__(None, None, None)
+        except Exception:
+            pass
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.prof.cleanup()
+
+
+@pytest.fixture
+def home_store(tmp_path, monkeypatch):
+    from dolphin.store import open_store_from_env
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
+    monkeypatch.setenv("DOLPHIN_FEATURE_STORE", "embedded")
+    for k in ("DOLPHIN_HZ_MEMBERS", "DOLPHIN_BINANCE_BASE_URL", "DOLPHIN_BINANCE_HTTP_URL",
+              "DOLPHIN_BINANCE_WS_MARKET_URL", "DOLPHIN_BINANCE_WS_PRIVATE_URL", "DOLPHIN_CONSOLE_TOKEN"):
+        monkeypatch.delenv(k, raising=False)
+    return home, open_store_from_env()
+
+
+def test_console_live_paper_day_in_chromium(home_store, tmp_path):
+    from dolphin.demo import Proc, RiskFeed, Stack
+    from dolphin.engine.config import POSTURE_NAMES
+    from dolphin.ledger.journal import FillJournal
+    from dolphin.store import StoreUnavailableError
+    from dolphin.survival.stack import read_safety
+
+    chromium()  # skip (or fail in CI) before starting anything when there is no browser
+    home, store = home_store
+    shots = Path(os.environ.get("DOLPHIN_CONSOLE_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    feed = RiskFeed(store, SYMBOLS)
+    stack = Stack(home, start=START, days=DAYS, speed=SPEED, symbols=SYMBOLS)
+    console = Proc("console", [sys.executable, "-m",
+                               "dolphin.cli", "console", "--port", "0", "--interval", "0.25"], stack.env, stack.logdir)
+    journal = FillJournal(home / "ledger" / "ledger.sqlite")
+    published, stop = [], threading.Event()  # (monotonic time first seen, posture name) of each published change
+
+    def watch():
+        last = None
+        while not stop.wait(0.02):
+            try:
+                r = read_safety(store)
+            except StoreUnavailableError:
+                continue
+            if r is not None and r.posture != last:
+                last = r.posture
+                published.append((time.monotonic(), POSTURE_NAMES[r.posture]))
+
+    page = None
+    latencies, outage_shown_s = [], None
+    db = home / "store" / "features.sqlite"
+    try:
+        port = int(console.wait_for(r"listening on http://127\.0\.0\.1:(\d+)", 60).group(1))
+        page = Page(f"http://127.0.0.1:{port}/")
+        page.wait(lambda: page.text("conn") == "live", 20, "live SSE connection")
+        stack.start()
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        stack.procs["venue"].wait_for(r"replay starts", 120)
+        # --- the short is open: the page against the ledger and the store
+        page.wait(lambda: [e.role for e in journal.events("BLUE") if e.kind == "fill"] == ["entry"], 60, "entry fill")
+        entry = next(e for e in journal.events("BLUE") if e.kind == "fill")
+        page.wait(lambda: "ETHUSDT" in (page.text("positions-BLUE") or ""), 3, "the open position on the page")
+        page.wait(lambda: "to TP" in (page.text("positions-BLUE") or "") and
+                  "%" in (page.js("document.querySelector('#positions-BLUE tbody tr').cells[7].textContent") or ""),
+                  5, "the position marked at the last close")
+        shot_open = page.screenshot(shots / "console-position-open.png")
+        snap = page.js("window.__snapshot")
+        cap = journal.events("BLUE")[-1].capital_after
+        safety = read_safety(store)
+        row = page.js("Array.from(document.querySelector('#positions-BLUE tbody tr').cells).map(c => c.textContent)")
+        fills_text = page.text("fills")
+        capital_text = page.text("capital-BLUE")
+        posture_text, rm_text = page.text("posture"), page.text("rm")
+        # --- after the take-profit: store outage
+        page.wait(lambda: [e.role for e in journal.events("BLUE") if e.kind == "fill"] == ["entry", "tp"], 30, "TP fill")
+        page.wait(lambda: "flat" in (page.text("positions-BLUE") or ""), 3, "flat position after the TP")
+        trades_text = page.text("trades")
+        renders_before = page.js("window.__renders")
+        files = [p for p in db.parent.iterdir() if p.name.startswith(db.name)]
+        for p in files:
+            p.rename(p.with_name(p.name + ".away"))
+        t_out = time.monotonic()
+        page.wait(lambda: page.text("store-status") == "store UNREACHABLE", 2.0, "the store outage on the page")
+        outage_shown_s = time.monotonic() - t_out
+        banner = page.text("banner")
+        shot_outage = page.screenshot(shots / "console-store-outage.png")
+        time.sleep(max(0.0, 2.0 - (time.monotonic() - t_out)))
+        for p in files:
+            p.with_name(p.name + ".away").rename(p)
+        n_before = len(published)
+        # --- posture changes after the outage: each must appear on the page within 2 s
+        for want in ("HIBERNATE", "APEX"):
+            seen = page.wait(lambda: next((c for c in published[n_before:] if c[1] == want), None), 30,
+                             f"published posture {want}")
+            page.wait(lambda: page.text("posture") == want, 2.0, f"posture {want} on the page within 2 s")
+            latencies.append((want, time.monotonic() - seen[0]))
+            n_before = published.index(seen) + 1
+        shot_after = page.screenshot(shots / "console-after-recovery.png")
+        nav = page.js("performance.getEntriesByType('navigation').length")
+        renders_after = page.js("window.__renders")
+        stack.procs["venue"].wait_for(r"replay finished", 60)
+    finally:
+        stop.set()
+        if page is not None:
+            page.close()
+        code_console = console.stop(timeout=15)
+        exits = stack.stop()
+        feed.stop()
+        store.close()
+    print(f"\nconsole: outage shown after {outage_shown_s:.2f} s; posture change -> page latencies "
+          f"{[(w, round(s, 3)) for w, s in latencies]}; renders {renders_before} -> {renders_after}; "
+          f"console exit {code_console}; stack exits {exits}; screenshots {shots}")
+    assert code_console[0] == 0, console.text()[-3000:]
+    assert all(c == 0 for c, _ in exits.values()), exits
+    # values match the ledger and the store (while the position was open)
+    assert capital_text == f"{cap:,.2f} USDT", (capital_text, cap)
+    assert row[0] == "SHORT ETHUSDT" and float(row[1]) == pytest.approx(entry.qty) \
+        and float(row[2]) == pytest.approx(entry.price, rel=1e-5), (row, entry)
+    assert snap["strategies"][0]["positions"][0]["qty"] == pytest.approx(entry.qty)
+    assert "ETHUSDT" in fills_text and "entry" in fills_text and "SELL" in fills_text
+    assert posture_text == POSTURE_NAMES[safety.posture] and rm_text == f"{safety.rm:.3f}", (posture_text, rm_text, safety)
+    assert "ETHUSDT" in trades_text and "tp" in trades_text
+    # the outage is shown as such, and the posture changes arrived live (no reload: one navigation, renders grew)
+    assert "FEATURE STORE UNREACHABLE" in banner, banner
+    assert [w for w, _ in latencies] == ["HIBERNATE", "APEX"] and all(s < 2.0 for _, s in latencies), latencies
+    assert nav == 1 and renders_after > renders_before
+    from tests.browser import non_blank_fraction
+
+    for png in (shot_open, shot_outage, shot_after):
+        assert non_blank_fraction(png) > 0.05, png
