@@ -11,8 +11,7 @@ from pathlib import Path
 from dolphin.paths import data_home
 
 
-class WarehouseError(RuntimeError):
-    pass
+from dolphin.warehouse import WarehouseCorrupt, WarehouseError  # noqa: F401 - re-exported
 
 
 def warehouse_path() -> Path:
@@ -34,18 +33,17 @@ def query(sql: str, db=None, *, attempts: int = 20):
     makes the open fail for a moment: retried briefly."""
     import duckdb
 
+    from dolphin.warehouse import connect
+
+    if not sql or not sql.strip():
+        raise WarehouseError('empty query: give SQL, e.g. dolphin sql "select * from dolphin.daily_pnl_blue"')
     path = Path(db) if db else warehouse_path()
     if not path.exists():
         raise WarehouseError(f"no warehouse at {path}: materialise the Dagster assets first (make dagster), "
                              f"or pass --db")
-    for i in range(attempts):
-        try:
-            con = duckdb.connect(str(path), read_only=True)
-            break
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or i == attempts - 1:
-                raise WarehouseError(f"cannot open {path}: {exc}") from None
-            time.sleep(0.25)
+    if path.is_dir():
+        raise WarehouseError(f"warehouse {path} is a folder, not a DuckDB file")
+    con = connect(path, read_only=True, wait_s=attempts * 0.25)  # damage: WarehouseCorrupt at once
     try:
         cur = con.execute(sql)
         cols = [d[0] for d in cur.description] if cur.description else []
@@ -64,6 +62,24 @@ def _cell(v) -> str:
     return "NULL" if v is None else str(v)
 
 
+def behind_warnings(db=None) -> list:
+    """Where the warehouse misses rows the ledger holds ([] when it cannot tell)."""
+    from dolphin.status import ledger_path
+    from dolphin.warehouse import behind_ledger, connect
+
+    path = Path(db) if db else warehouse_path()
+    try:
+        con = connect(path, read_only=True, wait_s=1.0)
+    except WarehouseError:
+        return []
+    try:
+        return behind_ledger(con, ledger_path())
+    except Exception as e:  # noqa: BLE001 - the query result matters more than this check
+        return [f"could not compare the warehouse with the ledger: {type(e).__name__}: {e}"]
+    finally:
+        con.close()
+
+
 def cmd_sql(args) -> int:
     from dolphin.metrics.fmt import text_table
 
@@ -72,6 +88,8 @@ def cmd_sql(args) -> int:
     except WarehouseError as exc:
         print(f"dolphin sql: error: {exc}", file=sys.stderr)
         return 1
+    for line in behind_warnings(args.db):
+        print(f"dolphin sql: WARNING: {line}", file=sys.stderr)
     if not cols:
         print("ok")
         return 0

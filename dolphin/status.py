@@ -8,8 +8,13 @@ peak and drawdown from the ledger (the source of truth) next to the store's hot 
 state; MC forewarner and ExF freshness; system health; the hot copy: which published keys are missing from
 the store (or malformed) and what would restore them (``dolphin.store.rehydrate``, dry run).
 
+Also the runtime's sessions from the fill journal (``dolphin.ledger.journal``: capital, open position, last fill)
+and the freshness of every published record against ``FRESHNESS_LIMITS_S``.
+
 Never crashes on a missing or broken source: each section says what it could not read. Exit code 0 when
-it could report, 1 when the store is unreachable or the ledger exists but cannot be read.
+it could report, 1 when the store is unreachable, the ledger or journal exists but cannot be read, or a
+published record is older than its freshness limit (``"ok": false``, ``"stale"`` lists them): a health check
+for scripts and compose. An unknown strategy is refused (exit 2).
 """
 
 import json
@@ -169,13 +174,97 @@ def _read_override(path) -> dict | None:
     return None if o is None else {**o.to_dict(), "line": o.describe(time.time_ns())}
 
 
+# Freshness limits (seconds) of the published records: older than this and `dolphin status` reports
+# "ok": false and exits 1, so it can serve as a health check. Scans and the vol regime come every bar (5 min):
+# 3 bars late is stale; posture (DOLPHIN_SAFETY) likewise; MC 6 h (DESIGN.md); ExF is daily (+ a day's slack);
+# the runtime heartbeat every few seconds. Records never published are not stale (a fresh install is ok).
+FRESHNESS_LIMITS_S = {"scan_latest": 15 * 60, "vol_regime": 15 * 60, "safety": 15 * 60, "mc": MC_STALE_S,
+                      "exf": 48 * 3600, "system_health/runtime_heartbeat": 5 * 60, "system_health/latest": 15 * 60}
+
+
+def _stale(store: dict) -> list:
+    out = []
+    if not (store.get("reachable") and store.get("exists")):
+        return out
+    for name, limit in FRESHNESS_LIMITS_S.items():
+        rec = store.get(name) if "/" not in name else (store.get("system_health") or {}).get(name.split("/", 1)[1])
+        if isinstance(rec, dict) and isinstance(rec.get("age_s"), (int, float)) and rec["age_s"] > limit:
+            out.append({"record": name, "age_s": rec["age_s"], "limit_s": limit,
+                        "line": f"{name} {fmt_age(rec['age_s'])} old > limit {fmt_age(limit)}"})
+    return out
+
+
+def _read_journal(strategy: str) -> dict:
+    """The runtime's sessions from the fill journal (it shares the ledger file), read-only."""
+    import sqlite3
+
+    from dolphin.ledger.journal import JournalEvent, _CONTENT, positions_from
+
+    path = ledger_path()
+    out = {"path": str(path), "sessions": []}
+    if not path.exists():
+        return out
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        con.row_factory = sqlite3.Row
+        try:
+            if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal_sessions'"
+                           ).fetchone() is None:
+                return out
+            rows = con.execute("SELECT * FROM journal_sessions WHERE strategy = ? ORDER BY opened_at DESC, session "
+                               "DESC LIMIT 5", (strategy,)).fetchall()
+            for r in rows:
+                evs = [JournalEvent(event_id=e["event_id"], **{k: e[k] for k in _CONTENT}) for e in con.execute(
+                    "SELECT * FROM journal_events WHERE strategy = ? AND session = ? ORDER BY seq",
+                    (strategy, r["session"]))]
+                fills = [e for e in evs if e.kind == "fill"]
+                pos = positions_from(evs)
+                out["sessions"].append({
+                    "session": r["session"], "mode": r["mode"], "status": r["status"], "runs": r["runs"],
+                    "opened_at": r["opened_at"], "opening_capital": r["opening_capital"],
+                    "capital": evs[-1].capital_after if evs else r["opening_capital"], "n_fills": len(fills),
+                    "positions": [{"symbol": p.symbol, "qty": p.qty, "avg_price": p.avg_price} for p in pos.values()],
+                    "last_fill": None if not fills else {
+                        "symbol": fills[-1].symbol, "side": fills[-1].side, "role": fills[-1].role,
+                        "qty": fills[-1].qty, "price": fills[-1].price,
+                        "time": datetime.fromtimestamp(fills[-1].ts_ns / 1e9, timezone.utc).isoformat(
+                            timespec="seconds").replace("+00:00", "Z")}})
+        finally:
+            con.close()
+    except Exception as e:  # sqlite3.Error, a malformed row: reported, the rest of the status still comes out
+        out["error"] = f"{path}: {type(e).__name__}: {e}"
+    return out
+
+
+def known_strategies() -> set:
+    """BLUE, GREEN, and every strategy the ledger or the fill journal holds."""
+    import sqlite3
+
+    names = {"BLUE", "GREEN"}
+    path = ledger_path()
+    if path.exists():
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                for t in ("ledger_days", "journal_sessions"):
+                    if con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (t,)).fetchone():
+                        names |= {str(r[0]).upper() for r in con.execute(f"SELECT DISTINCT strategy FROM {t}")}
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # an unreadable ledger is reported by the ledger section
+    return names
+
+
 def collect(strategy: str = "BLUE", now_ms: int | None = None) -> dict:
     strategy = strategy.upper()
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     rep = {"strategy": strategy, "now": datetime.fromtimestamp(now_ms / 1000, timezone.utc).isoformat(
         timespec="seconds").replace("+00:00", "Z"), "store": _read_store(strategy, now_ms),
-        "ledger": _read_ledger(strategy)}
-    rep["ok"] = bool(rep["store"].get("reachable")) and bool(rep["ledger"].get("readable"))
+        "ledger": _read_ledger(strategy), "runtime": _read_journal(strategy)}
+    rep["stale"] = _stale(rep["store"])
+    rep["ok"] = (bool(rep["store"].get("reachable")) and bool(rep["ledger"].get("readable"))
+                 and not rep["stale"] and "error" not in rep["runtime"])
     return rep
 
 
@@ -330,7 +419,27 @@ def render(rep: dict) -> str:
     else:
         L.append(f"system health   {NOT_PUBLISHED if st.get('reachable') else na}")
     L.extend(_render_hot_copy(st) if live else [])
+    L.extend(_render_runtime(rep.get("runtime") or {}))
+    stale = rep.get("stale") or []
+    L.append("freshness       " + ("STALE: " + "; ".join(x["line"] for x in stale) if stale
+                                   else "every published record within its limit"))
     return "\n".join(L)
+
+
+def _render_runtime(rt: dict) -> list:
+    if rt.get("error"):
+        return [f"runtime         fill journal UNREADABLE: {rt['error']}"]
+    if not rt.get("sessions"):
+        return ["runtime         no session in the fill journal"]
+    L = []
+    for x in rt["sessions"]:
+        pos = ", ".join(f"{p['symbol']} {p['qty']:+.6g} @ {p['avg_price']:.6g}" for p in x["positions"]) or "flat"
+        lf = x["last_fill"]
+        last = "no fill" if lf is None else (f"last fill {lf['role']} {lf['side']} {lf['symbol']} {lf['qty']:.6g} @ "
+                                            f"{lf['price']:.6g} at {lf['time']}")
+        L.append(f"runtime         session {x['session']} ({x['mode']}, {x['status']}, run {x['runs']}): capital "
+                 f"{_num(x['capital'])}, {x['n_fills']} fill(s), position {pos}; {last}")
+    return L
 
 
 MAX_MISSING_LINES = 12  # a wiped store misses every PNL day: the rest is counted, not listed
@@ -375,6 +484,11 @@ def run(args) -> int:
         state_map(args.strategy)
     except StoreKeyError as e:
         print(f"dolphin status: {e}", file=sys.stderr)
+        return 2
+    known = known_strategies()
+    if args.strategy.upper() not in known:
+        print(f"dolphin status: unknown strategy {args.strategy!r}: known are {', '.join(sorted(known))} "
+              f"(BLUE, GREEN and those in the ledger {ledger_path()})", file=sys.stderr)
         return 2
     rep = collect(args.strategy)
     if args.json:

@@ -41,38 +41,38 @@ def _status(home, *args, **env):
                           capture_output=True, text=True, timeout=60)
 
 
-def _scan_value(vel_div):
-    v = {"scan_time_ms": NOW - 90_000, "date": "2026-09-21", "vel_div": vel_div, "vel_div_norm": vel_div / 50,
+def _scan_value(vel_div, now=NOW):
+    v = {"scan_time_ms": now - 90_000, "date": "2026-09-21", "vel_div": vel_div, "vel_div_norm": vel_div / 50,
          "asset_count": 50, "source": "test"}
     for w in (50, 150, 300, 750):
         v[f"lambda_w{w}"], v[f"lambda_norm_w{w}"] = 20.0 + w / 100, (20.0 + w / 100) / 50
     return v
 
 
-def populate(home, *, state_day="2026-09-20", safety=True):
+def populate(home, *, state_day="2026-09-20", safety=True, now=NOW):
     """Store: scan_latest 90 s old, vol_regime 10 min old, DOLPHIN_STATE_BLUE (hot copy of ``state_day``),
     optional DOLPHIN_SAFETY. Ledger: two BLUE days, the second closing with an open SHORT and a pending exit."""
     store = EmbeddedStore(home / "store" / "features.sqlite")
-    assert publish_if_newer(store, FEATURES, SCAN_LATEST, Record(_scan_value(-0.021734), iso_utc(NOW - 90_000)))
+    assert publish_if_newer(store, FEATURES, SCAN_LATEST, Record(_scan_value(-0.021734, now), iso_utc(now - 90_000)))
     store.put(FEATURES, VOL_REGIME, Record({"current_vol": 0.0123, "vol_p60": 0.0101, "regime_ok": True,
-                                            "percentile": 60, "date": "2026-09-21"}, iso_utc(NOW - 600_000)))
+                                            "percentile": 60, "date": "2026-09-21"}, iso_utc(now - 600_000)))
     if safety:
         store.put(SAFETY, "latest", Record({"posture": "STALKER", "Rm": 0.62,
                                             "breakdown": {"Cat1": 1.0, "Cat2": 0.62, "Cat3": 1.0, "Cat4": 1.0,
-                                                          "Cat5": 1.0}}, iso_utc(NOW - 5_000)))
+                                                          "Cat5": 1.0}}, iso_utc(now - 5_000)))
     book = CapitalLedger(home / "ledger" / "ledger.sqlite")
     s0 = EngineState.fresh(10_000.0).to_dict()
-    s1 = EngineState(capital=10_250.0, as_of_ms=NOW - 86_400_000).to_dict()
+    s1 = EngineState(capital=10_250.0, as_of_ms=now - 86_400_000).to_dict()
     book.record_day("BLUE", "2026-09-20", DayRecord(10_000.0, 10_250.0, 10_250.0, s0, s1, [{"pnl": 250.0}], 288),
                     start_day="2026-09-20")
-    s2 = EngineState(capital=10_180.5, as_of_ms=NOW, position=POSITION, pending=PENDING).to_dict()
+    s2 = EngineState(capital=10_180.5, as_of_ms=now, position=POSITION, pending=PENDING).to_dict()
     book.record_day("BLUE", "2026-09-21", DayRecord(10_250.0, 10_142.25, 10_180.5, s1, s2, [], 288),
                     start_day="2026-09-20")
     last = book.current("BLUE")[-1 if state_day == "2026-09-21" else 0]
     store.put(state_map("BLUE"), STATE_LATEST, Record(
         {"strategy": "BLUE", "day": last.day, "capital": last.record.closing_capital,
          "equity": last.record.closing_equity, "peak": last.peak, "drawdown": last.drawdown,
-         "ledger_seq": last.seq}, iso_utc(NOW - 60_000)))
+         "ledger_seq": last.seq}, iso_utc(now - 60_000)))
     store.close()
     return book
 
@@ -132,7 +132,8 @@ def test_hot_copy_matching_ledger_and_published_mc_exf_health(home):
 
 
 def test_cli_text_and_json_exit_0(home):
-    populate(home)
+    now = int(time.time() * 1000)  # the CLI judges freshness on the real clock
+    populate(home, now=now)
     r = _status(home)
     assert r.returncode == 0, r.stderr
     assert "10,180.50" in _line(r.stdout, "capital") and "SHORT ETHUSDT" in _line(r.stdout, "position")
@@ -143,7 +144,8 @@ def test_cli_text_and_json_exit_0(home):
     assert d["ok"] and d["store"]["reachable"] and d["ledger"]["readable"]
     assert d["ledger"]["latest"]["capital"] == 10_180.5 and d["ledger"]["latest"]["position"]["symbol"] == "ETHUSDT"
     assert d["store"]["scan_latest"]["vel_div"] == -0.021734
-    assert 85 < d["store"]["scan_latest"]["age_s"] - (time.time() * 1000 - NOW) / 1000 < 95  # real clock here
+    assert 85 < d["store"]["scan_latest"]["age_s"] - (time.time() * 1000 - now) / 1000 < 95  # real clock here
+    assert d["stale"] == []
     assert d["store"]["safety"]["posture"] == "STALKER" and d["store"]["mc"] is None
 
 

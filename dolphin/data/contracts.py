@@ -88,6 +88,19 @@ class Panel:
     issues: list = field(default_factory=list)  # list[DataIssue]
     # Leading bars that precede the requested start (load_panel(warmup_bars=...)); trading starts at this row.
     warmup_bars: int = 0
+    source: str = ""  # the candle set / folder the panel was read from (load_panel), for messages
+
+    def require_assets(self, n: int, what: str) -> None:
+        """DataError naming the input and the assets dropped (and why) when fewer than ``n`` assets are left."""
+        if self.n_assets >= n:
+            return
+        dropped = [f"{i.symbol}: {i.rule} ({i.action})" for i in self.issues
+                   if i.symbol != "*" and i.symbol not in self.symbols and i.action.startswith("dropped")]
+        kept = ", ".join(self.symbols) or "none"
+        why = ("; dropped: " + "; ".join(dropped[:10]) + (f" (+{len(dropped) - 10} more)" if len(dropped) > 10 else "")
+               if dropped else "; no asset was dropped: the input holds only these")
+        raise DataError(f"{what} needs at least {n} assets; {self.source or 'the input'} leaves {self.n_assets} "
+                        f"({kept}){why}")
 
     @property
     def n_bars(self) -> int:
@@ -116,4 +129,5 @@ class Panel:
             excluded=self.excluded[start:stop],
             issues=list(self.issues),
             warmup_bars=max(0, min(rows.stop, self.warmup_bars) - rows.start),
+            source=self.source,
         )

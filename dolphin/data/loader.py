@@ -35,6 +35,7 @@ def load_panel(
     panel = align(candles, rules, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars)
     if candles.skipped:
         panel.issues.insert(0, skipped_files_issue(candles))
+    panel.source = str(path)
     return panel
 
 

@@ -17,7 +17,7 @@ Procedure (documented in the README, "Calibration"):
 """
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -66,12 +66,30 @@ class CalibrationResult:
     split_ms: int  # first out-of-sample bar open
     in_sample_days: int
     risk_grid: pd.DataFrame  # capital_fraction -> in-sample max drawdown
-    warnings: list = None  # loud notes (short in-sample part, capped risk budget)
+    warnings: list = field(default_factory=list)  # loud notes (short in-sample part, capped risk budget)
+
+
+def check_in_sample(open_time, fraction: float) -> list:
+    """Refuses (CalibrationRefused) an in-sample part too short to choose a risk budget; returns warnings.
+    Cheap: `dolphin calibrate` calls it before scanning."""
+    days = len(np.unique(np.asarray(open_time) // DAY_MS))
+    is_days = int(np.floor(days * fraction))
+    if is_days < MIN_IN_SAMPLE_DAYS:
+        raise CalibrationRefused(
+            f"the in-sample part holds {is_days} UTC day(s) (split {fraction:g} of {days} days); at least "
+            f"{MIN_IN_SAMPLE_DAYS} are needed to choose a risk budget: use more data or a larger --split")
+    if is_days < WARN_IN_SAMPLE_DAYS:
+        return [f"in-sample part is only {is_days} days (< {WARN_IN_SAMPLE_DAYS}): the chosen thresholds and "
+                "risk budget rest on little data"]
+    return []
 
 
 def calibrate(panel, scans, base: EngineConfig, fraction: float = 0.6) -> CalibrationResult:
+    warnings = check_in_sample(panel.open_time, fraction)
     cut = split_index(panel.open_time, fraction)
-    return calibrate_window(panel, scans, base, 0, cut)
+    res = calibrate_window(panel, scans, base, 0, cut)
+    res.warnings[:0] = warnings
+    return res
 
 
 def calibrate_window(panel, scans, base: EngineConfig, lo: int, hi: int) -> CalibrationResult:
@@ -129,7 +147,13 @@ def calibrate_window(panel, scans, base: EngineConfig, lo: int, hi: int) -> Cali
     risk = pd.DataFrame(risk_rows)
     fitting = risk[risk.max_drawdown < MAX_DD]
     frac = float(fitting.capital_fraction.max()) if len(fitting) else float(FRACTIONS[-1])
-    best = best.with_(capital_fraction=frac)
+    warnings = []
+    if not len(fitting):
+        warnings.append(f"no capital_fraction keeps the in-sample max drawdown below {MAX_DD:.0%}: the smallest, "
+                        f"{frac}, is used")
+    elif frac >= MAX_CAPITAL_FRACTION:
+        warnings.append(f"capital_fraction capped at {MAX_CAPITAL_FRACTION} (larger ones are never tried)")
+    best = best.with_(capital_fraction=min(frac, MAX_CAPITAL_FRACTION))
     return CalibrationResult(best, grid, int(panel.open_time[hi]) if hi < panel.n_bars else
                              int(panel.open_time[hi - 1]) + panel.bar_ms,
-                             int(len(np.unique(p_is.open_time[lo:] // DAY_MS))), risk)
+                             int(len(np.unique(p_is.open_time[lo:] // DAY_MS))), risk, warnings)

@@ -6,12 +6,16 @@ from pathlib import Path
 
 
 def register(sub) -> None:
+    from dolphin.errors import bar_arg, fraction_arg, time_arg
+
     p = sub.add_parser("backtest", help="scan (cached) + engine + metrics + HTML report")
     p.add_argument("--data", default="spot-5m-2024", help="candle set name under <data>/klines or a path")
     p.add_argument("--config", default=None, help="preset (blue, green) or YAML file")
-    p.add_argument("--start", default=None, help="first day/time (UTC) to trade")
-    p.add_argument("--end", default=None, help="last day/time (UTC), inclusive")
-    p.add_argument("--split", type=float, default=0.6,
+    p.add_argument("--start", default=None, type=time_arg, help="first day/time (UTC) to trade")
+    p.add_argument("--end", default=None, type=time_arg, help="last day/time (UTC), inclusive")
+    p.add_argument("--bar-ms", default=None, type=bar_arg, metavar="BAR",
+                   help="bar size to keep (5m, 1h or ms) when the files mix intervals; others dropped, reported")
+    p.add_argument("--split", type=fraction_arg(allow_zero=True), default=0.6,
                    help="in-sample fraction of days reported separately (0 = no split)")
     p.add_argument("--report", default=None, help="HTML report path (default: <DOLPHIN_HOME>/reports/...)")
     p.add_argument("--trades-csv", default=None, help="also write the trade list as CSV")
@@ -27,7 +31,10 @@ def register(sub) -> None:
     c = sub.add_parser("calibrate", help="choose thresholds/exits on the in-sample part only")
     c.add_argument("--data", default="spot-5m-2024")
     c.add_argument("--config", default=None, help="base preset or YAML")
-    c.add_argument("--split", type=float, default=0.6)
+    c.add_argument("--split", type=fraction_arg(allow_zero=False), default=0.6,
+                   help="in-sample fraction of the days, in (0, 1) (default 0.6)")
+    c.add_argument("--bar-ms", default=None, type=bar_arg, metavar="BAR",
+                   help="bar size to keep (5m, 1h or ms) when the files mix intervals; others dropped, reported")
     c.add_argument("--out", default=None, help="YAML to write the chosen configuration to")
     c.add_argument("--grid-csv", default=None, help="write the whole grid as CSV")
     c.set_defaults(func=cmd_calibrate)
@@ -42,11 +49,20 @@ def cmd_backtest(args) -> int:
     from dolphin.report import write_report
     from dolphin.scanner.writer import time_bounds
 
+    from dolphin.data.align import AlignRules
+    from dolphin.errors import check_output_file
+
     cfg = load_config(args.config)
     start, end = time_bounds(args.start, args.end)
+    name = Path(str(args.data)).name
+    if args.report:  # checked before the run: a bad path must not cost the whole backtest
+        check_output_file(args.report, "--report")
+    if args.trades_csv:
+        check_output_file(args.trades_csv, "--trades-csv")
     t0 = time.perf_counter()
     r = run(args.data, cfg, start_ms=start, end_ms=end, split=args.split or None, progress=sys.stderr.isatty(),
-            risk_layer=getattr(args, "risk_layer", "none"), book=getattr(args, "book", None))
+            risk_layer=getattr(args, "risk_layer", "none"), book=getattr(args, "book", None),
+            rules=AlignRules(bar_ms=getattr(args, "bar_ms", None)))
     elapsed = time.perf_counter() - t0
     print(f"{cfg.name} on {args.data}: {len(r.result.symbols)} assets, {r.panel.n_bars:,} bars, "
           f"scans {'cached' if r.scan_cache_hit else 'computed'}, {elapsed:.1f} s")
@@ -64,7 +80,6 @@ def cmd_backtest(args) -> int:
     if r.risk_run is not None:
         print()
         print(risk_layer_table(r))
-    name = Path(str(args.data)).name
     suffix = ("" if r.risk_run is None else f"_risk-{args.risk_layer}") + ("" if r.book is None else "_book")
     out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}{suffix}.html"
     rd = report_data(r, f"DOLPHIN {cfg.name} backtest: {name}")
@@ -92,11 +107,25 @@ def cmd_calibrate(args) -> int:
     from dolphin.paths import resolve_kline_set
     from dolphin.timeutil import fmt_ms
 
+    from dolphin.data.align import AlignRules
+    from dolphin.errors import UserInputError, check_output_file
+
     base = load_config(args.config)
+    for opt, val in (("--out", args.out), ("--grid-csv", args.grid_csv)):
+        if val:  # before the grid is computed: a bad path must not lose it
+            check_output_file(val, opt)
     path = resolve_kline_set(args.data)
-    panel = load_panel(path)
-    scans, _ = scans_cached(path, panel, progress=sys.stderr.isatty())
-    res = calibrate(panel, scans, base, args.split)
+    from dolphin.engine.calibrate import check_in_sample
+
+    panel = load_panel(path, rules=AlignRules(bar_ms=getattr(args, "bar_ms", None)))
+    try:
+        check_in_sample(panel.open_time, args.split)  # before the scans: a refusal costs nothing
+        scans, _ = scans_cached(path, panel, progress=sys.stderr.isatty())
+        res = calibrate(panel, scans, base, args.split)
+    except ValueError as e:  # CalibrationRefused / an empty side of the split: the reason, in one line
+        raise UserInputError(f"calibrate {args.data}: {e}") from None
+    for w in res.warnings or []:
+        print(f"WARNING: {w}")
     print(f"in-sample: {res.in_sample_days} days, up to {fmt_ms(res.split_ms)} UTC (exclusive)")
     cols = ["quantile", "entry_threshold", "extreme_threshold", "max_hold_bars", "w_move", "trades",
             "trades_per_day", "roi", "profit_factor", "win_rate", "sharpe", "chosen"]
@@ -106,9 +135,23 @@ def cmd_calibrate(args) -> int:
     b = res.best
     print(f"\nchosen: entry_threshold={b.entry_threshold} extreme_threshold={b.extreme_threshold} "
           f"max_hold_bars={b.max_hold_bars} w_move={b.w_move} capital_fraction={b.capital_fraction}")
-    if args.out:
-        b.to_yaml(Path(args.out))
-        print(f"written: {args.out}")
-    if args.grid_csv:
-        res.grid.to_csv(args.grid_csv, index=False)
+    failed = []
+    for what, path_, write in (("--out", args.out, lambda p: b.to_yaml(Path(p))),
+                               ("--grid-csv", args.grid_csv, lambda p: res.grid.to_csv(p, index=False))):
+        if not path_:
+            continue
+        try:
+            write(path_)
+            print(f"written: {path_}")
+        except OSError as e:  # the path went bad during the run: the results above stay on screen
+            failed.append(f"{what} {path_}: {e.strerror or e}")
+    if failed:
+        print("chosen configuration (not written):\n" + b_yaml(b), file=sys.stderr)
+        raise UserInputError("; ".join(failed) + " (the grid and the chosen configuration are printed above)")
     return 0
+
+
+def b_yaml(cfg) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

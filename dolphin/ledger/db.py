@@ -19,13 +19,32 @@ def init(path, schema: str) -> None:
         con.executescript(schema)
 
 
+class LedgerFileError(sqlite3.OperationalError):
+    """A damaged / unopenable ledger file; the message names it. An OperationalError (so a DatabaseError and
+    an sqlite3.Error): every existing handler still catches it."""
+
+
+def _named(path, exc):
+    if isinstance(exc, LedgerFileError) or type(exc) not in (sqlite3.DatabaseError, sqlite3.OperationalError):
+        return exc  # constraint errors etc. are the caller's business; already named
+    return LedgerFileError(f"ledger file {path}: {exc}")
+
+
 @contextmanager
 def connect(path):
-    con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        con = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    except sqlite3.Error as e:
+        raise _named(path, e) from e
     try:
         con.execute("PRAGMA synchronous=FULL")
         con.row_factory = sqlite3.Row
         yield con
+    except sqlite3.Error as e:
+        named = _named(path, e)
+        if named is e:
+            raise
+        raise named from e
     finally:
         con.close()
 

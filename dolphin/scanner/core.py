@@ -265,6 +265,8 @@ def scan(panel, start_ms=None, end_ms=None, *, windows=WINDOWS, progress: bool =
     yet warm marked invalid (NaN), exactly as a run from the panel's first bar would give them.
     """
     windows = _check_windows(windows)
+    if len(panel.symbols) < 2 and hasattr(panel, "require_assets"):
+        panel.require_assets(2, "scan")  # DataError naming the input and the dropped assets
     open_time = np.asarray(panel.open_time, dtype=np.int64)
     close = np.asarray(panel.close, dtype=np.float64)
     warm = int(getattr(panel, "warmup_bars", 0) or 0)

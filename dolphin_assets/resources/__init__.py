@@ -117,12 +117,14 @@ class _Client(DuckDbClient):
 
     @contextmanager
     def connect(self, context, _):
-        # several step processes write the warehouse; DuckDB allows one writer process at a time
-        con = backoff(fn=duckdb.connect, retry_on=(RuntimeError, duckdb.IOException),
-                      kwargs={"database": self.path, "read_only": False,
-                              "config": {"custom_user_agent": "dagster"}}, max_retries=30)
+        from dolphin.warehouse import connect, ensure_latest_views
+
+        # several step processes write the warehouse; DuckDB allows one writer process at a time: a lock is
+        # waited for, a damaged file fails the step at once naming it (dolphin.warehouse)
+        con = connect(self.path, read_only=False, wait_s=60.0, config={"custom_user_agent": "dagster"})
         try:
             yield con
+            ensure_latest_views(con)  # capital_ledger_<s>_latest: a plain SUM must not count old versions
         finally:
             con.close()
 
