@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "dolphin.book.publisher",
     "dolphin.demo",
     "dolphin.console.server",
+    "dolphin.alerts.watch",
     "dolphin.research.long_gate",
 ]
 

@@ -209,7 +209,7 @@ def _session_view(row: dict, evs: list, entries: list, positions: dict, now_ms: 
             "opening_capital": opening, "capital": capital, "peak": peak,
             "drawdown": 1.0 - capital / peak if peak > 0 else 0.0, "events": len(evs), "n_fills": len(fills),
             "fills_day": _iso(day0)[:10],
-            "fills_today": [{"time": _iso(e.ts_ns // 1_000_000), "symbol": e.symbol, "side": e.side, "role": e.role,
+            "fills_today": [{"event_id": e.event_id, "time": _iso(e.ts_ns // 1_000_000), "symbol": e.symbol, "side": e.side, "role": e.role,
                              "qty": e.qty, "price": e.price, "fee": e.fee, "liquidity": e.liquidity,
                              "capital_after": e.capital_after} for e in today],
             "trades": trades, "positions": pos, "curve": curve}
