@@ -134,8 +134,8 @@ class StoreRiskSource:
     ``asset_<SYMBOL>_ob`` for each of ``symbols`` (book depth / fill quality for Cat3; absent -> stale, 0.5 as
     DESIGN says; ``symbols=None``: the bound strategy's instruments); Cat1 is
     the store's reachability (this process is the heartbeat, so its own age is 0); Cat5 is the drawdown of
-    the strategy's ledger capital against its peak. ``PostureController`` applies the hysteresis (2 checks
-    down, 5 up; Cat1 = 0 at once) and every decision is published to ``DOLPHIN_SAFETY`` together with a
+    the strategy's ledger capital against its highest value of the last ``cfg.cat5_peak_days`` days.
+    ``PostureController`` applies the hysteresis (2 checks down, 5 up; Cat1 = 0 at once) and every decision is published to ``DOLPHIN_SAFETY`` together with a
     runtime heartbeat in ``DOLPHIN_SYSTEM_HEALTH``. An unreachable store is Cat1 = 0: HIBERNATE at once,
     boost 1 and MC RED for the engine (no entries), and nothing is published (it cannot be).
 
@@ -179,7 +179,8 @@ class StoreRiskSource:
         self.dvol = DvolSpikeDetector()
         self._dvol_seen = None
         self._capital_fn = None
-        self.peak = peak
+        self.peak = peak  # Cat5's reference equity at the last check (rolling window, see _drawdown)
+        self._rolling = None
         self.last = None  # the last PostureDecision
         # the operator's manual override (dolphin.survival.override), read from this ledger file at each check
         self.override_ledger, self.override = override_ledger, None
@@ -222,12 +223,23 @@ class StoreRiskSource:
         if not self._publisher.is_alive() and not self._stop.is_set():
             self._publisher.start()
 
-    def _drawdown(self) -> float:
+    def _drawdown(self, now_ms: int) -> float:
+        """Cat5's drawdown: ledger capital vs its highest value of the last ``cfg.cat5_peak_days`` days
+        (``peak`` given at construction counts as a sample at the first check)."""
         if self._capital_fn is None:
             return 0.0
         cap = self._capital_fn()
-        self.peak = cap if self.peak is None else max(self.peak, cap)
-        return min(1.0, max(0.0, 1.0 - cap / self.peak)) if self.peak > 0 else 1.0
+        if self._rolling is None:
+            from dolphin.survival.peak import RollingPeak
+
+            self._rolling = RollingPeak(self.cfg.cat5_peak_days)
+            if self.peak is not None:
+                self._rolling.push(now_ms, self.peak)
+        if self._rolling._last_t is not None and now_ms < self._rolling._last_t:
+            now_ms = self._rolling._last_t  # the wall clock stepped back: never feed a sample out of order
+        dd = self._rolling.drawdown(now_ms, cap)
+        self.peak = self._rolling.peak(now_ms)
+        return dd
 
     # ------------------------------------------------------------------ store reads
     def _input(self, key: str, parse):
@@ -342,7 +354,7 @@ class StoreRiskSource:
 
     def _decide(self, inputs: StoreInputs, now_ms: int, note: str) -> RiskSnapshot:
         ts = datetime.fromtimestamp(now_ms / 1000, tz=timezone.utc)
-        dd = self._drawdown()
+        dd = self._drawdown(now_ms)
         reachable = inputs.reachable
         boost, mc_code, mc_age, depth, fill, ob_age, since_spike = 1.0, None, None, None, None, None, None
         if reachable:

@@ -70,6 +70,9 @@ class EngineConfig:
     # it (a bar opening beyond the liquidation price still liquidates). Default decided by walk-forward
     # validation on the three sets in ../shared/data (README "Per-trade loss bound").
     max_trade_loss: float = 0.0
+    # survival stack Cat5 (risk-layer backtests): drawdown from the highest equity of the last N days
+    # (DESIGN.md); 0 = all-time peak (the old rule, for comparison)
+    cat5_peak_days: float = 30.0
     # --- costs and fills ---
     initial_capital: float = 25_000.0
     maker_fee: float = 0.0002  # Binance USDT-M defaults
@@ -88,6 +91,8 @@ class EngineConfig:
             raise ConfigError(f"arbiter_tilt must be in [0, 0.5) so both leg weights stay > 0, got {self.arbiter_tilt}")
         if not self.arbiter_trend_bars >= 2:
             raise ConfigError(f"arbiter_trend_bars must be >= 2, got {self.arbiter_trend_bars}")
+        if not (isinstance(self.cat5_peak_days, (int, float)) and self.cat5_peak_days >= 0):
+            raise ConfigError(f"cat5_peak_days must be >= 0 (0 = all-time peak), got {self.cat5_peak_days!r}")
         if not (isinstance(self.max_trade_loss, (int, float)) and 0.0 <= self.max_trade_loss < 1.0):
             raise ConfigError(f"max_trade_loss must be a fraction of capital in [0, 1) (0 = off), got "
                               f"{self.max_trade_loss!r}")

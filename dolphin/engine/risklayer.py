@@ -29,7 +29,8 @@ How each input is made (all PAST ONLY: nothing a bar's decision uses is known la
   imbalance / fill_prob feed the engine's flow port in every run (the strategy's and the MC variants'). Cat4 from
   ``DvolSpikeDetector`` on the recorded daily ``dvol_btc``, day D's value fed at D+1 00:00 (when it is
   published). Cat5 from the engine's OWN drawdown at the check: mark-to-market equity at the check's close
-  vs the peak of every earlier close (and the starting capital).
+  vs the highest close of the last ``cfg.cat5_peak_days`` days (DESIGN.md; 0 = every earlier close and the
+  starting capital, the old all-time rule).
 * The drawdown feeds back into posture, so the kernel runs in chunks between checks carrying its state:
   chunk ``(c_prev, c]`` is simulated, the check at bar c's close sets posture and Rm, and they hold for
   scans ``c+1 .. c_next``. (Posture from a check at close c never reaches the decision at scan c itself:
@@ -62,6 +63,7 @@ from dolphin.metrics import daily_table
 from dolphin.metrics.types import day_label
 from dolphin.paths import data_root
 from dolphin.survival.dvol import DvolConfig, DvolSpikeDetector, load_dvol_csv
+from dolphin.survival.peak import RollingPeak
 from dolphin.survival.stack import (CATS, PostureController, RmBreakdown, SurvivalConfig, SurvivalInputs,
                                     compute_rm)
 from dolphin.timeutil import DAY_MS
@@ -171,8 +173,10 @@ CheckFn = Callable[[int, float, float], None]
 def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: np.ndarray,
                 on_check: CheckFn | None = None, *, funding_dir=None, trade_from_ms: int | None = None,
                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                acb_drop: float = 0.2, flow=None, leg_weights=None) -> BacktestResult:
+                acb_drop: float = 0.2, flow=None, leg_weights=None, peak_days: float | None = None) -> BacktestResult:
     """The engine in chunks ending at each bar of ``check_bars``, carrying the kernel state between them.
+    ``peak``, as passed to ``on_check``, is the highest mark-to-market close of the last ``peak_days`` days
+    (``dolphin.survival.peak.RollingPeak``; None = all-time, the starting capital included).
 
     After the chunk ending at bar c, ``on_check(c, equity[c], peak)`` runs and may change ``risk``'s arrays
     for bars after c (never at or before c: those are already simulated). Each chunk runs on a window of
@@ -196,7 +200,9 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
     vec = pr.state.copy()
     offset = 0  # row of the current window's first row in the full panel; vec is relative to it
     start = pr.first_bar
-    peak = float(pr.state[K.S_CAP])
+    rolling = RollingPeak(peak_days)
+    ct = np.asarray(panel.close_time, dtype=np.int64)
+    rolling.push(int(ct[pr.first_bar]) - panel.bar_ms if pr.first_bar < T else 0, float(pr.state[K.S_CAP]))
     ok = pr.regime.ok
     for end in bounds:
         end = int(end)
@@ -223,9 +229,10 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
         dec_asset[start:end] = out[20][sl]
         dec_lev[start:end] = out[21][sl]
         vec = out[22].copy()
-        peak = max(peak, float(equity[start:end].max()))
+        for j in range(start, end):
+            rolling.push(int(ct[j]), float(equity[j]))
         if on_check is not None and not last:
-            on_check(end - 1, float(equity[end - 1]), peak)
+            on_check(end - 1, float(equity[end - 1]), rolling.peak(int(ct[end - 1])))
         start = end
     vec[K.S_EBAR] += offset  # back to row-0 relative
     cat = [np.concatenate(a) if a else np.zeros(0) for a in trades]
@@ -414,14 +421,17 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         notes.append(f"survival: {len(checks):,} checks every "
                      f"{(layers.check_every_bars or max(1, CHECK_MS // panel.bar_ms)) * panel.bar_ms // 60000} min; "
                      f"Cat1 = 1 (no infrastructure in a backtest); {cat3_desc}; "
-                     f"Cat5 from the engine's own mark-to-market drawdown")
+                     f"Cat5 from the engine's own mark-to-market drawdown against the highest close of the "
+                     f"last {cfg.cat5_peak_days:g} days" if cfg.cat5_peak_days else
+                     "Cat5 from the engine's own mark-to-market drawdown against its all-time peak")
     if layers.survival:
         quiet = _DropPostureLogs()  # every change is returned in posture_changes; a backtest must not spam
         logging.getLogger("dolphin.survival").addFilter(quiet)
         try:
             res = run_chunked(panel, scans, cfg, risk, checks, on_check, funding_dir=funding_dir,
                               trade_from_ms=trade_from_ms, acb_adverse_exit=layers.acb_adverse_exit,
-                              acb_drop=layers.acb_drop, flow=flow, leg_weights=leg_weights)
+                              acb_drop=layers.acb_drop, flow=flow, leg_weights=leg_weights,
+                              peak_days=cfg.cat5_peak_days)
         finally:
             logging.getLogger("dolphin.survival").removeFilter(quiet)
     else:

@@ -72,6 +72,7 @@ class SurvivalConfig:
     # Cat5
     dd_steepness: float = 20.0
     dd_center: float = 0.12
+    cat5_peak_days: float = 30.0  # drawdown from the highest equity of the last N days (DESIGN.md); 0 = all-time
     # postures (Rm lower bounds, inclusive)
     apex_min: float = 0.85
     stalker_min: float = 0.40
