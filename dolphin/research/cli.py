@@ -25,6 +25,8 @@ def register(sub) -> None:
     p.add_argument("--leg", choices=("short", "long"), default=None,
                    help="leg recorded (default: short, or long for a long_only config)")
     p.add_argument("--report", default=None, help="HTML report path (default: <DOLPHIN_HOME>/reports/...)")
+    p.add_argument("--max-trade-loss", type=float, default=None,
+                   help="override the config's per-trade loss bound (fraction of capital; 0 = off)")
     p.add_argument("--no-record", action="store_true", help="do not store a validation record")
     p.set_defaults(func=cmd_validate)
 
@@ -117,6 +119,8 @@ def cmd_validate(args) -> int:
     from dolphin.timeutil import fmt_ms
 
     cfg = load_config(args.config)
+    if args.max_trade_loss is not None:
+        cfg = cfg.with_(max_trade_loss=args.max_trade_loss)
     leg = args.leg or ("long" if cfg.direction == "long_only" else "short")
     path = resolve_kline_set(args.data)
     t0 = time.perf_counter()
