@@ -22,7 +22,9 @@ from dolphin.scanner import LiveScanner
 
 
 class MarketState:
-    def __init__(self, symbols: list, bar_ms: int, cfg, p):
+    def __init__(self, symbols: list, bar_ms: int, cfg, p, exf="recorded"):
+        """``exf``: ExF history for GREEN's capital arbiter (``daily_frame``); "recorded" = the recorded files
+        (``ExfHistory.load()``, none found: stress 0), None = stress 0. Unused unless both GREEN legs trade."""
         self.symbols = list(symbols)
         self.N = len(self.symbols)
         self.bar_ms = int(bar_ms)
@@ -30,6 +32,7 @@ class MarketState:
         self.p = p
         self._rank_w = cfg.rank_window
         self.last_close = np.full(self.N, np.nan)  # the previous bar set's closes (forward-fill source)
+        self.exf = exf
         self.reset()
 
     def reset(self) -> None:
@@ -51,6 +54,22 @@ class MarketState:
         self._rk_rows = 0
         self._two = np.empty((2, N))
         self.last_close[:] = np.nan
+        self.arbiter = None
+        if self.cfg.arbitrated:  # GREEN with both legs: each entry sized by its leg's weight of the day
+            from runtime.arbiter import LiveArbiter
+
+            if isinstance(self.exf, str):
+                from dolphin.exf.history import ExfHistory
+
+                try:
+                    self.exf = ExfHistory.load()
+                except (FileNotFoundError, OSError, ValueError):
+                    self.exf = None
+            self.arbiter = LiveArbiter(self.cfg, self.symbols, self.exf)
+
+    def leg_weight(self, side: int) -> float:
+        """The capital arbiter's weight of the leg ``side`` trades (1.0 unless both GREEN legs trade)."""
+        return 1.0 if self.arbiter is None else self.arbiter.weight(side)
 
     def precompile(self) -> None:
         """Load the njit decision functions now (from numba's cache, or compile them) with the exact
@@ -89,6 +108,14 @@ class MarketState:
         self._rk_trad[L - k:] = ~(hist.filled[n - k:] | hist.excluded[n - k:])
         self._rk_rows = k
         self.last_close[:] = hist.close[-1]
+        if self.arbiter is not None:  # the arbiter's window: vel_div and trend of the last history bars
+            from dolphin.scanner import scan
+
+            # every history bar (cheap): the day rolls see the same windows as the batch arbiter on the panel
+            vd_hist = scan(hist, int(hist.open_time[0]), None).vel_div / self.N
+            trad = ~(hist.filled | hist.excluded)
+            for r in range(n):
+                self.arbiter.push(int(hist.close_time[r]), float(vd_hist[r]), hist.close[r], trad[r])
         return int(hist.open_time[-1]) + self.bar_ms
 
     def step(self, open_ms: int, close: np.ndarray, tradable: np.ndarray, scan_sink=None):
@@ -108,6 +135,8 @@ class MarketState:
         self._rk_rows = min(self._rk_rows + 1, self._rk_close.shape[0])
         self.last_close[:] = close
         vd_prev, self.vd_prev = self.vd_prev, vd
+        if self.arbiter is not None:
+            self.arbiter.push(open_ms + self.bar_ms, vd, close, tradable)
         return vd_prev, vd, vol_ok
 
     def rank(self, side: int) -> int:

@@ -291,7 +291,8 @@ class DolphinStrategy(Strategy):
         if inst is None:
             return
         ac = self.acct
-        notional = ac.capital * self.cfg.capital_fraction * lev  # isolated margin = fraction of capital
+        # isolated margin = fraction of capital, times GREEN's arbiter weight of the leg (1.0 for BLUE)
+        notional = ac.capital * self.cfg.capital_fraction * self.market.leg_weight(side) * lev
         px = float(self.bars.close[a])
         qty = inst.make_qty(notional / px)
         if qty.as_double() <= 0.0:
