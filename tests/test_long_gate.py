@@ -103,3 +103,20 @@ def test_load_config_refuses_an_unvalidated_long_leg(tmp_path, monkeypatch):
     with pytest.raises(LongGateError, match="no LONG validation record"):
         load_config(str(y))
     assert not load_config("green").long_active
+
+
+@pytest.mark.parametrize("argv", [
+    ["runtime", "paper", "--data", "spot-5m-2024", "--start", "2024-02-01", "--end", "2024-02-02"],
+    ["runtime", "sandbox"],
+])
+def test_runtime_commands_refuse_an_unvalidated_long_leg(tmp_path, monkeypatch, capsys, argv):
+    from dolphin.cli import main
+
+    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
+    y = tmp_path / "g.yaml"
+    y.write_text("preset: green\nlong_enabled: true\n")
+    try:  # the CLI prints a ConfigError as one line (exit 1)
+        rc, msg = main(argv + ["--config", str(y)]), capsys.readouterr().err
+    except LongGateError as e:
+        rc, msg = 1, str(e)
+    assert rc == 1 and "no LONG validation record exists" in msg
