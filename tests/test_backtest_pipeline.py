@@ -30,10 +30,16 @@ def dev_run(home):
 def test_dev_set_run_is_split_and_deterministic(dev_run, home):
     r = dev_run
     assert set(r.periods) == {"In-sample", "Out-of-sample", "All"}
-    assert r.split_ms == parse_time("2024-05-30")  # first 150 of 250 UTC days are in-sample
+    # first 150 of 250 UTC days are in-sample, the split moved on to the first midnight with a flat book
+    assert r.split_ms >= parse_time("2024-05-30") and r.split_ms % 86_400_000 == 0
+    assert r.split_ms == parse_time("2024-05-30") or any("split moved" in n for n in r.result.notes)
     is_tr, oos_tr = r.periods["In-sample"]["trades"], r.periods["Out-of-sample"]["trades"]
     assert len(is_tr) + len(oos_tr) == len(r.periods["All"]["trades"]) == len(r.result.trades)
     assert (is_tr.entry_time < r.split_ms).all() and (oos_tr.entry_time >= r.split_ms).all()
+    # no trade straddles the split (its PnL stays in its period) and no day is in both periods
+    assert (is_tr.exit_time <= r.split_ms).all()
+    assert not set(r.periods["In-sample"]["daily"]["date"]) & set(r.periods["Out-of-sample"]["daily"]["date"])
+    assert r.periods["In-sample"]["floors"].dd_series == "per-bar equity"
     # OOS period metrics start from the equity at the split, not from the initial capital
     cut = int(np.searchsorted(r.result.open_time, r.split_ms))
     assert r.periods["Out-of-sample"]["start_equity"] == r.result.equity[cut - 1]

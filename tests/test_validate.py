@@ -116,3 +116,17 @@ def test_cli_fixed_writes_record_and_a_readable_report(home, capsys):
     assert len(recs) == 1 and recs[0].data_set == SET and recs[0].results["fixed"] is True
     assert set(recs[0].gate) == {"profit_factor", "win_rate", "roi", "max_drawdown", "trades"}
     assert main(["validate", "--data", SET, "--folds", "2", "--train-days", "5", "--test-days", "2"]) == 2
+
+
+def test_drawdown_floor_on_the_per_bar_series_synthetic_equity():
+    # synthetic equity (no real series has a known intraday dip): a 30 % dip inside a day that closes flat
+    from dolphin.metrics import daily_table, evaluate_floors
+
+    ts = np.arange(1, 60 * 24 + 1, dtype=np.int64) * 3_600_000
+    eq = np.full(ts.size, 100.0)
+    eq[30 * 24 + 5] = 70.0  # one bar, recovered by that day's close
+    d = daily_table(None, ts, eq, 100.0)
+    eod, bar = evaluate_floors(d, None), evaluate_floors(d, None, bars=(ts, eq))
+    assert eod["max_drawdown"].worst_value == 0.0 and eod["max_drawdown"].status == "PASS"
+    assert bar["max_drawdown"].worst_value == pytest.approx(0.30) and bar["max_drawdown"].status == "FAIL"
+    assert (eod.dd_series, bar.dd_series) == ("end-of-day equity", "per-bar equity")

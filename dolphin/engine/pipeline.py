@@ -87,8 +87,21 @@ def _period(res: BacktestResult, lo: int, hi: int, initial: float):
     ts, eq = res.ts[lo:hi], res.equity[lo:hi]
     m = compute_metrics(tr, ts, eq, start_eq, bar_ms=res.bar_ms)
     daily = daily_table(tr, ts, eq, start_eq)
-    return {"metrics": m, "daily": daily, "floors": evaluate_floors(daily, tr), "trades": tr,
+    # the drawdown floor on the per-bar equity, the series the max-drawdown metric uses
+    return {"metrics": m, "daily": daily, "floors": evaluate_floors(daily, tr, bars=(ts, eq)), "trades": tr,
             "start_equity": start_eq, "bars": (lo, hi)}
+
+
+def flat_cut(res: BacktestResult, cut: int) -> int:
+    """The first UTC-midnight bar at or after ``cut`` where the book is flat (no position held at the previous
+    close), so that no trade straddles the split: every trade, with all its PnL, lies in the period it was
+    opened in, and no day belongs to both periods. ``cut`` itself when no such midnight exists."""
+    day = (np.asarray(res.open_time, np.int64)) // 86_400_000
+    starts = np.flatnonzero(np.r_[False, day[1:] != day[:-1]])
+    for c in starts[starts >= cut]:
+        if res.position_asset[c - 1] < 0:
+            return int(c)
+    return int(cut)
 
 
 def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: float | None = 0.6,
@@ -141,8 +154,14 @@ def run(data: str, cfg: EngineConfig, *, start_ms=None, end_ms=None, split: floa
     periods = {}
     split_ms = None
     if split:
-        cut = lo + split_index(panel.open_time[lo:], split)
+        nominal = lo + split_index(panel.open_time[lo:], split)
+        cut = flat_cut(res, nominal)
         split_ms = int(panel.open_time[cut])
+        if cut != nominal:
+            from dolphin.timeutil import fmt_ms
+
+            res.notes.append(f"split moved from {fmt_ms(int(panel.open_time[nominal]))} to {fmt_ms(split_ms)} UTC: "
+                             f"the first midnight with a flat book, so no trade straddles the two periods")
         periods["In-sample"] = _period(res, lo, cut, cfg.initial_capital)
         periods["Out-of-sample"] = _period(res, cut, panel.n_bars, cfg.initial_capital)
     periods["All"] = _period(res, lo, panel.n_bars, cfg.initial_capital)

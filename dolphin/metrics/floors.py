@@ -9,7 +9,9 @@ day from the W-th day on. Per window, from the daily table (``daily_table``) and
 - win rate:      share of those trades with pnl > 0 (NaN without trades)
 - ROI:           compounded daily returns, prod(1 + r) - 1
 - max drawdown:  of the end-of-day equity path starting at the equity at the window's start (the previous
-                 day's end, or the initial capital)
+                 day's end, or the initial capital); with ``bars=(ts, equity)`` of the per-bar path instead,
+                 the same series the max-drawdown metric uses (reports pass it; ``FloorReport.dd_series`` says
+                 which one was used)
 - Sharpe:        mean / sample std (ddof=1) of the window's daily returns * sqrt(365), NaN at zero std
 
 An undefined (NaN) value fails its floor and ranks as the worst value (it cannot be shown to meet the
@@ -108,6 +110,7 @@ class FloorReport:
     last_day: str | None  # last day evaluated (end_date when given)
     floors: list
     notes: list = field(default_factory=list)
+    dd_series: str = "end-of-day equity"  # what the drawdown floor was measured on ("per-bar equity")
 
     @property
     def status(self) -> str:
@@ -200,7 +203,22 @@ def _prepare(daily: pd.DataFrame, trades):
     return days, cols, notes
 
 
-def _evaluate(daily, trades, end_date, only_last: bool) -> FloorReport:
+def _bar_window_dd(days: np.ndarray, ends: np.ndarray, w: int, start_eq: np.ndarray, bars) -> np.ndarray:
+    """Max drawdown of the per-bar equity path of each w-day window ending on ``ends`` (from the equity at
+    the window's start: the previous day's end, or the initial capital)."""
+    ts, eq = (np.asarray(x) for x in bars)
+    bday = utc_day(ts.astype(np.int64))
+    out = np.empty(ends.size)
+    for i, e in enumerate(ends):
+        s_day = e - (w - 1) * DAY_MS
+        a, b = np.searchsorted(bday, s_day, "left"), np.searchsorted(bday, e, "right")
+        k = int(np.searchsorted(days, s_day))
+        path = np.r_[start_eq[k], eq[a:b].astype(float)]
+        out[i] = float(np.max(1.0 - path / np.maximum.accumulate(path)))
+    return out
+
+
+def _evaluate(daily, trades, end_date, only_last: bool, bars=None) -> FloorReport:
     days, cols, notes = _prepare(daily, trades)
     if end_date is not None:
         end = day_to_ms(end_date)
@@ -215,8 +233,11 @@ def _evaluate(daily, trades, end_date, only_last: bool) -> FloorReport:
         if nd >= w:
             lo = nd - w if only_last else 0
             sub = {k: v[lo:] for k, v in cols.items()}
-            vals = _window_values(spec.key, w, **sub)
             ends = days[lo + w - 1:]
+            if spec.key == "max_drawdown" and bars is not None:
+                vals = _bar_window_dd(days, ends, w, cols["start_eq"], bars)
+            else:
+                vals = _window_values(spec.key, w, **sub)
         else:
             vals, ends = np.array([], float), np.array([], np.int64)
         starts = ends - (w - 1) * DAY_MS
@@ -234,14 +255,15 @@ def _evaluate(daily, trades, end_date, only_last: bool) -> FloorReport:
         results.append(FloorResult(spec, int(vals.size), int(ok.sum()), *worst, *latest, status, nd, table))
     first = day_label(days[0]) if days.size else None
     last = day_label(days[-1]) if days.size else None
-    return FloorReport(first, last, results, notes)
+    return FloorReport(first, last, results, notes, "per-bar equity" if bars is not None else "end-of-day equity")
 
 
-def evaluate_floors(daily: pd.DataFrame, trades, *, end_date=None) -> FloorReport:
+def evaluate_floors(daily: pd.DataFrame, trades, *, end_date=None, bars=None) -> FloorReport:
     """Every complete window of every floor, over the daily table's days up to ``end_date`` (a UTC day:
     'YYYY-MM-DD', date, Timestamp or midnight ms; default: the last day). ``daily`` comes from
-    ``daily_table`` (one row per consecutive UTC day); ``trades`` is the trade frame."""
-    return _evaluate(daily, trades, end_date, only_last=False)
+    ``daily_table`` (one row per consecutive UTC day); ``trades`` is the trade frame. ``bars``: (bar close
+    ms, equity) of the same run: the drawdown floor then uses the per-bar path (as the metric does)."""
+    return _evaluate(daily, trades, end_date, only_last=False, bars=bars)
 
 
 def evaluate_floors_at(daily: pd.DataFrame, trades, end_date) -> FloorReport:

@@ -325,7 +325,7 @@ def walk_forward(panel, scans, base: EngineConfig, *, data: str = "", folds: int
     init = float(base.initial_capital)
     m = compute_metrics(trades, ts, eq, init, bar_ms=panel.bar_ms)
     daily = daily_table(trades, ts, eq, init)
-    floors = evaluate_floors(daily, trades)
+    floors = evaluate_floors(daily, trades, bars=(ts, eq))  # drawdown floor on the metric's per-bar series
     var_pool = float(np.var(sr_pool, ddof=1)) if len(sr_pool) > 1 else 0.0
     dsr = deflated_sharpe(daily["return"].to_numpy(float), max(n_trials, 1), var_pool)
     dd = _worst_window_dd(ts, eq, init, panel.bar_ms)
