@@ -14,6 +14,7 @@ from dolphin_assets.risk_sensors import watchdog_sensor
 from dolphin_assets.schedules import (acb_day_schedule, blue_paper_day_job, blue_paper_day_schedule, exf_schedule,
                                       mc_envelope_schedule)
 from dolphin_assets.sensors import scan_files_sensor
+from dolphin_assets.sensors.alerts import alert_on_asset_checks, alert_on_run_failure
 
 ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest, *RISK_ASSETS]
 ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS, exf_checks]
@@ -45,7 +46,8 @@ defs = Definitions(
     asset_checks=ASSET_CHECKS,
     jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job],
     schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule],
-    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor],
+    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor,
+             alert_on_run_failure, alert_on_asset_checks],
     resources=resources(),
     executor=EXECUTOR,
 )
