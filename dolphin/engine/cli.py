@@ -135,6 +135,12 @@ def cmd_calibrate(args) -> int:
     b = res.best
     print(f"\nchosen: entry_threshold={b.entry_threshold} extreme_threshold={b.extreme_threshold} "
           f"max_hold_bars={b.max_hold_bars} w_move={b.w_move} capital_fraction={b.capital_fraction}")
+    from dolphin.research.provenance import day_before, save_calibration
+
+    # where these values were chosen: reports print "in-sample" only for this data and window
+    rec = save_calibration(b, path, Path(str(args.data)).name, fmt_ms(int(panel.open_time[0]))[:10],
+                           day_before(res.split_ms))
+    print(f"calibration record: {rec}")
     failed = []
     for what, path_, write in (("--out", args.out, lambda p: b.to_yaml(Path(p))),
                                ("--grid-csv", args.grid_csv, lambda p: res.grid.to_csv(p, index=False))):

@@ -30,40 +30,75 @@ METRIC_ROWS = [
 ]
 
 
+def period_labels(run) -> dict:
+    """Truthful display names of the periods (dolphin.research.provenance): "In-sample" only where the
+    thresholds' calibration record matches this data and window; else both split periods are named out of
+    sample with where the preset was calibrated. Returns {"names": {key: label}, "note": text | None}."""
+    cached = getattr(run, "_period_labels", None)
+    if cached is not None:
+        return cached
+    names = {n: n for n in run.periods}
+    note = None
+    if run.split_ms is not None and "In-sample" in run.periods:
+        from dolphin.paths import resolve_kline_set
+        from dolphin.research.provenance import day_before, period_labels as labels_for
+
+        m = run.periods["In-sample"]["metrics"]
+        first = fmt_ms(m.start_ms)[:10] if m.start_ms is not None else None
+        try:
+            lab = labels_for(run.result.config, resolve_kline_set(run.data), first, day_before(run.split_ms))
+        except Exception as e:  # a label must never break a report: say why it is not "in-sample"
+            lab = {"in": "First part (out of sample)", "out": "Last part (out of sample)",
+                   "note": f"both periods are labelled out of sample: calibration check failed ({e})"}
+        names.update({"In-sample": lab["in"], "Out-of-sample": lab["out"]})
+        note = f"{lab['note']}; out-of-sample from {fmt_ms(run.split_ms)} UTC"
+    out = {"names": names, "note": note}
+    try:
+        run._period_labels = out
+    except AttributeError:
+        pass
+    return out
+
+
 def metrics_table(run) -> str:
     names = list(run.periods)
+    shown = period_labels(run)["names"]
     rows = []
     for label, attr, f in METRIC_ROWS:
         rows.append([label] + [f(getattr(run.periods[n]["metrics"], attr)) for n in names])
     span = ["period"] + [f"{fmt_ms(run.periods[n]['metrics'].start_ms)[:10]}..{fmt_ms(run.periods[n]['metrics'].end_ms)[:10]}"
                          if run.periods[n]["metrics"].start_ms is not None else "-" for n in names]
-    return text_table(["metric"] + names, [span] + rows)
+    return text_table(["metric"] + [shown[n] for n in names], [span] + rows)
 
 
 def _floor_cell(fr) -> str:
-    if fr.status == "N/A":
-        return f"N/A ({fr.n_days} days < {fr.spec.window_days})"
+    if fr.status == "N/A":  # not enough days for one window: skipped, neither passed nor failed
+        return f"skipped: N/A ({fr.n_days} days < {fr.spec.window_days})"
     return (f"{fr.status} {fr.n_pass}/{fr.n_windows} worst {_floor_value(fr.spec.key, fr.worst_value)}"
             f" ({fr.worst_start}..{fr.worst_end})")
 
 
 def floors_rows(run) -> list:
     names = list(run.periods)
+    shown = period_labels(run)["names"]
     first = run.periods[names[0]]["floors"]
     rows = []
     for i, f in enumerate(first.floors):
         s = f.spec
         row = {"floor": f"{s.label} ({s.window_days}-day)", "rule": f"{s.comparator} {_floor_value(s.key, s.threshold)}"}
+        if s.key == "max_drawdown":
+            row["floor"] += f" on {first.dd_series}"
         for n in names:
-            row[n] = _floor_cell(run.periods[n]["floors"].floors[i])
+            row[shown[n]] = _floor_cell(run.periods[n]["floors"].floors[i])
         rows.append(row)
     return rows
 
 
 def floors_table(run) -> str:
     rows = floors_rows(run)
-    names = list(run.periods)
-    status = " | ".join(f"{n}: {run.periods[n]['floors'].status}" for n in names)
+    shown = period_labels(run)["names"]
+    names = [shown[n] for n in run.periods]
+    status = " | ".join(f"{shown[n]}: {run.periods[n]['floors'].status}" for n in run.periods)
     return f"quality floors (rolling windows; PASS = every window passes) -- {status}\n" + text_table(
         ["floor", "rule"] + names, [[r["floor"], r["rule"]] + [r[n] for n in names] for r in rows],
         ["l", "l"] + ["l"] * len(names))
@@ -86,9 +121,9 @@ def report_data(run, title: str) -> ReportData:
     cfg = res.config
     notes = list(res.notes)
     notes.append("scans: reused from cache" if run.scan_cache_hit else "scans: computed (now cached)")
-    if run.split_ms is not None:
-        notes.append(f"in-sample = first 60 % of days (thresholds were calibrated there only); "
-                     f"out-of-sample from {fmt_ms(run.split_ms)} UTC")
+    labels = period_labels(run)
+    if labels["note"]:
+        notes.append(labels["note"])
     notes.append("vel_div is shown divided by N (the unit the thresholds apply to); "
                  "entries are marked at the fill bar, exits at the exit bar")
     for iss in run.panel.issues[:20]:
@@ -100,7 +135,7 @@ def report_data(run, title: str) -> ReportData:
     return ReportData(
         title=title, subtitle=sub, ts=res.ts[lo:], equity=res.equity[lo:], vel_div=res.vel_div[lo:],
         entry_threshold=cfg.entry_threshold, trades=allp["trades"], daily=pd.DataFrame(daily),
-        metrics={n: _metric_dict(p["metrics"]) for n, p in run.periods.items()},
+        metrics={labels["names"][n]: _metric_dict(p["metrics"]) for n, p in run.periods.items()},
         floors=floors_rows(run), split_ms=run.split_ms, monthly=monthly_from_daily(allp["daily"]), notes=notes,
         config=cfg.to_dict(), risk=risk_section(run))
 
@@ -118,9 +153,10 @@ def risk_section(run) -> dict | None:
 
     lo = run.panel.warmup_bars
     tip = {}
+    shown = period_labels(run)["names"]
     for n, p in run.periods.items():
         a, b = p.get("bars", (lo, len(rr.posture)))
-        tip[n] = {k: {"fraction": f, "hours": h} for k, (f, h) in rr.time_in_posture(a, b).items()}
+        tip[shown[n]] = {k: {"fraction": f, "hours": h} for k, (f, h) in rr.time_in_posture(a, b).items()}
     b = rr.boost[lo:]
     qs = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
     mc = rr.mc_status[lo:]

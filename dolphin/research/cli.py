@@ -68,8 +68,6 @@ def summary_lines(wf) -> list:
          f"floors on the out-of-sample series: {wf.floors.status}"]
     for fr in wf.floors.floors:
         cell = _floor_cell(fr)
-        if fr.status == "N/A":
-            cell = "skipped: " + cell
         L.append(f"  {fr.spec.label} ({fr.spec.window_days}-day) {fr.spec.rule}: {cell}")
     return L
 
@@ -184,7 +182,7 @@ def cmd_validate(args) -> int:
         ts=wf.ts, equity=wf.equity, vel_div=vd, entry_threshold=cfg.entry_threshold, trades=wf.trades,
         daily=pd.DataFrame(daily), metrics={"Out-of-sample (walk-forward)": _metric_dict(wf.metrics)},
         floors=[{"floor": f"{fr.spec.label} ({fr.spec.window_days}-day)", "rule": fr.spec.rule,
-                 "Out-of-sample": ("skipped: " if fr.status == "N/A" else "") + _floor_cell_text(fr)}
+                 "Out-of-sample": _floor_cell_text(fr)}
                 for fr in wf.floors.floors],
         notes=notes, config=params, sections=[("Walk-forward validation", validation_section(wf, gate, rec_path))])
     suffix = "fixed" if args.fixed else f"wf{len(wf.folds)}"
