@@ -12,6 +12,7 @@ aside (``<file>.damaged-<UTC time>``, never deleted) and writes a new warehouse 
 again by materialising their Dagster partitions (a backfill), which the command lists.
 """
 
+import re
 import time
 from pathlib import Path
 
@@ -31,7 +32,8 @@ class WarehouseCorrupt(WarehouseError):
 
 
 def _is_lock(exc) -> bool:
-    return "lock" in str(exc).lower()
+    # DuckDB: 'Could not set lock on file ...: Conflicting lock is held' (not 'block at location ...')
+    return re.search(r"\block\b", str(exc).lower()) is not None
 
 
 def damaged(path, why) -> WarehouseCorrupt:

@@ -59,9 +59,19 @@ def _folder_span(path) -> tuple:
             return d["first"], d["last"], d["bar_ms"]
         except (ValueError, KeyError):
             pass
-    from dolphin.data import load_panel
+    from dolphin.data import DataError, load_panel
 
-    panel = load_panel(path)
+    try:
+        panel = load_panel(path)
+    except DataError as e:
+        # one unreadable file must not take the code location down: the window comes from the readable
+        # files (not cached), and the assets that read the data (market_bars and what follows) fail at run
+        # time with this file named, the others run
+        panel = _readable_panel(path, e)
+        if panel is None:
+            raise
+        DATA_ERRORS.append(str(e))
+        cache = None
     bar = int(panel.bar_ms)
     t0, t1 = int(panel.open_time[0]), int(panel.open_time[-1])
     first = t0 if t0 % DAY_MS == 0 else (t0 // DAY_MS + 1) * DAY_MS
@@ -69,11 +79,40 @@ def _folder_span(path) -> tuple:
     if last < first:
         raise ValueError(f"{path}: no complete UTC day in the data ({day_str(t0)} .. {day_str(t1)})")
     out = {"first": day_str(first), "last": day_str(last), "bar_ms": bar}
+    if cache is None:
+        return out["first"], out["last"], bar
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, cache)
     return out["first"], out["last"], bar
+
+
+DATA_ERRORS: list = []  # data problems met while building the settings (the code location still loads)
+
+
+def _readable_panel(path, error):
+    """The panel of the symbols whose files can be read, or None when none can."""
+    from dolphin.data import DataError, load_panel
+    from dolphin.data.readers import candle_symbols
+
+    try:
+        symbols = candle_symbols(path)
+    except DataError:
+        return None
+    good = []
+    for sym in symbols:
+        try:
+            load_panel(path, symbols=[sym])
+            good.append(sym)
+        except DataError:
+            pass
+    if not good or len(good) == len(symbols):
+        return None
+    try:
+        return load_panel(path, symbols=good)
+    except DataError:
+        return None
 
 
 def load_settings(env=None) -> Settings:

@@ -736,9 +736,10 @@ def _exclude_outages(open_time, filled, excluded, symbols, rules: AlignRules, is
     csum = np.cumsum(filled, axis=0, dtype=np.int64)
     win = csum.copy()
     win[W:] -= csum[:-W]
-    share = win / float(W)
-    market = share.mean(axis=1) > lim
-    own = share > lim
+    # integer counts against integer limits: 10 of 50 is exactly 20 %, not 20.000000000000004 %
+    own_max = math.floor(lim * W + 1e-9)
+    own = win > own_max
+    market = win.sum(axis=1) > math.floor(lim * W * N + 1e-9)
     if market.any():
         new = market & ~excluded.all(axis=1)
         issues.append(DataIssue(

@@ -28,8 +28,11 @@ class DayRunConfig(Config):
     rebase: bool = False  # re-running a day whose result changed voids the later days (see dolphin.ledger)
 
 
-def history_scans(scan_dir, panel):
-    """The scans row-aligned with the panel (day + history), from the eigen_scans Parquet files."""
+def history_scans(scan_dir, panel, first_partition: str | None = None):
+    """The scans row-aligned with the panel (day + history), from the eigen_scans Parquet files. History days
+    before ``first_partition`` (DOLPHIN_PARTITION_START later than the data start) are no partitions, so no
+    eigen_scans file can exist for them: then the panel is scanned here (the same scanner over the same
+    bars), instead of a chain that can never start."""
     try:
         scans = read_scans(scan_dir, int(panel.open_time[0]), int(panel.open_time[-1]))
     except FileNotFoundError:
@@ -38,6 +41,10 @@ def history_scans(scan_dir, panel):
         return scans
     days = [day_str(int(d) * DAY_MS) for d in np.unique(panel.open_time // DAY_MS)]
     missing = [d for d in days if not (scan_dir / f"scans_{d}.parquet").exists()]
+    if missing and first_partition is not None and all(d < first_partition for d in missing):
+        from dolphin.scanner.core import scan
+
+        return scan(panel, start_ms=int(panel.open_time[0]))
     what = (f"missing for {', '.join(missing)}" if missing
             else f"not aligned with market_bars in {days[0]} .. {days[-1]}")
     raise Failure(description=f"eigen_scans {what}: materialise eigen_scans for those days first "
@@ -65,7 +72,7 @@ def daily_pnl_blue(context: AssetExecutionContext, config: DayRunConfig, market_
     except LedgerError as exc:
         raise Failure(description=str(exc)) from None
     state, opening_equity = opening(prev, cfg)
-    scans = history_scans(scan_dir.dir(), panel)
+    scans = history_scans(scan_dir.dir(), panel, DAILY.get_first_partition_key())
     rec, res = run_day(panel, scans, cfg, day=day, state=state, opening_equity=opening_equity)
     day_ok = res.regime.ok[res.first_bar:]
     if not np.array_equal(day_ok, vol_regime["regime_ok"].to_numpy(bool)):
