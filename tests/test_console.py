@@ -247,3 +247,29 @@ def test_a_short_operator_token_is_refused(home):
     r = subprocess.run([sys.executable, "-m", "dolphin.cli", "console", "--port", "0"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "at least 16" in r.stderr and "short" not in r.stderr.replace("at least", "")
+
+
+@pytest.mark.skipif(not os.environ.get("DOLPHIN_HZ_MEMBERS"),
+                    reason="no Hazelcast cluster: set DOLPHIN_HZ_MEMBERS=host:port (and DOLPHIN_HZ_CLUSTER) to run")
+def test_snapshot_over_hazelcast(tmp_path):
+    """The same snapshot through the Hazelcast adapter (the console reads only the port)."""
+    import uuid
+
+    from dolphin.store.hazelcast import HazelcastStore
+
+    strat = "T" + uuid.uuid4().hex[:10].upper()
+    store = HazelcastStore(connect_timeout=10)
+    try:
+        now = int(time.time() * 1000)
+        store.put(SAFETY, "latest", Record({"posture": "TURTLE", "Rm": 0.25, "breakdown": {"Cat1": 1.0},
+                                            "reasons": {}}, iso_utc(now - 1_000)))
+        store.put(state_map(strat), "decisions", Record({"decisions": [
+            {"close_ms": now, "action": "no_entry", "reason": "posture TURTLE (Rm 0.250): no new entries"}],
+            "hysteresis": {"pending_direction": None, "pending_count": 0, "pending_target": None, "checks_down": 2,
+                           "checks_up": 5}}, iso_utc(now)))
+        s = snapshot(Sources(store, tmp_path / "no-ledger.sqlite", strategies=(strat,)), now)
+    finally:
+        store.close()
+    assert s["store"]["reachable"] and s["safety"]["posture"] == "TURTLE"
+    assert s["strategies"][0]["decisions"][0]["reason"].startswith("posture TURTLE")
+    assert s["hysteresis"]["checks_up"] == 5 and s["ledger"]["exists"] is False

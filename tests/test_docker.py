@@ -23,7 +23,7 @@ DOCKERFILE = DOCKER / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 
 SERVICES = ("hazelcast", "management-center", "dagster-webserver", "dagster-daemon", "runtime", "bridge")
-PROJECT_SERVICES = ("dagster-webserver", "dagster-daemon", "runtime", "bridge")
+PROJECT_SERVICES = ("dagster-webserver", "dagster-daemon", "runtime", "bridge", "console", "alerts")
 DAGSTER_SERVICES = ("dagster-webserver", "dagster-daemon")
 BINANCE_VARS = ("BINANCE_FUTURES_TESTNET_API_KEY", "BINANCE_FUTURES_TESTNET_API_SECRET",
                 "BINANCE_API_KEY", "BINANCE_API_SECRET")
