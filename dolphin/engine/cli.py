@@ -81,7 +81,11 @@ def cmd_backtest(args) -> int:
         print()
         print(risk_layer_table(r))
     suffix = ("" if r.risk_run is None else f"_risk-{args.risk_layer}") + ("" if r.book is None else "_book")
-    out = Path(args.report) if args.report else data_home() / "reports" / f"backtest_{name}_{cfg.name.lower()}{suffix}.html"
+    from dolphin.research.records import config_hash
+
+    # the config's hash in the name: two configs never overwrite each other's report
+    out = Path(args.report) if args.report else data_home() / "reports" / (
+        f"backtest_{name}_{cfg.name.lower()}{suffix}_{config_hash(cfg.to_dict())[:8]}.html")
     rd = report_data(r, f"DOLPHIN {cfg.name} backtest: {name}")
     if cfg.name.upper() == "GREEN":  # GREEN is judged against BLUE on the same data: both side by side
         from dolphin.engine.green import green_comparison

@@ -137,7 +137,26 @@ def report_data(run, title: str) -> ReportData:
         entry_threshold=cfg.entry_threshold, trades=allp["trades"], daily=pd.DataFrame(daily),
         metrics={labels["names"][n]: _metric_dict(p["metrics"]) for n, p in run.periods.items()},
         floors=floors_rows(run), split_ms=run.split_ms, monthly=monthly_from_daily(allp["daily"]), notes=notes,
-        config=cfg.to_dict(), risk=risk_section(run))
+        config=cfg.to_dict(), risk=risk_section(run),
+        price_decimals=price_decimals(run.panel, set(allp["trades"]["asset"]) if len(allp["trades"]) else ()))
+
+
+def price_decimals(panel, assets) -> dict:
+    """Decimals of each asset's price grid, read off its candles: the fewest decimals d (0..10) for which
+    every open/high/low/close is a multiple of 10^-d (within float noise)."""
+    out = {}
+    for a in assets:
+        i = list(panel.symbols).index(a)
+        px = np.concatenate([x[:, i] for x in (panel.open, panel.high, panel.low, panel.close)])
+        px = px[np.isfinite(px)][:20_000]
+        for d in range(0, 11):
+            v = px * 10.0 ** d
+            if px.size and np.all(np.abs(v - np.round(v)) < 1e-6 * np.maximum(1.0, np.abs(v)) + 1e-9):
+                out[a] = d
+                break
+        else:
+            out[a] = 8
+    return out
 
 
 POSTURE_CHANGES_SHOWN = 50

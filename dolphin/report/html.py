@@ -47,6 +47,7 @@ class ReportData:
     config: dict = field(default_factory=dict)
     risk: dict | None = None  # dolphin.engine.report_data.risk_section (None: no risk layer ran)
     sections: list = field(default_factory=list)  # (title, pre-rendered HTML) shown after the metrics
+    price_decimals: dict = field(default_factory=dict)  # asset -> decimals of its price grid (from the candles)
 
 
 def _fmt(v) -> str:
@@ -129,6 +130,12 @@ def _charts(d: ReportData) -> str:
     if d.split_ms is not None:
         c.parts.append(_vline(c, d.split_ms))
     out.append(c.svg())
+    lev = _leverage_series(d.ts, d.trades)
+    held = float(np.mean(lev > 0) * 100) if lev.size else 0.0
+    c = Chart(f"Leverage held (x; exposure {held:.1f} % of bars)", x0, x1, 0.0, float(max(lev.max(initial=0.0), 1.0)),
+              "x", "{:.1f}").axes()
+    c.line(ts, lev, "line", max_points=4000)
+    out.append(c.svg())
     if len(d.daily):
         day_ms = pd.to_datetime(d.daily["date"]).astype("int64").to_numpy() // 1_000_000 + 43_200_000
         pnl = d.daily["pnl"].to_numpy(float)
@@ -144,7 +151,8 @@ def _vline(c: Chart, x_ms) -> str:
             f'<text x="{x + 4:.1f}" y="40" class="tick">out-of-sample →</text>')
 
 
-def _trades_table(tr: pd.DataFrame, limit: int = 5000) -> str:
+def _trades_table(tr: pd.DataFrame, limit: int = 5000, decimals: dict | None = None) -> str:
+    decimals = decimals or {}
     if not len(tr):
         return "<p class='na'>no trades</p>"
     cols = ["entry_time", "exit_time", "asset", "side", "leverage", "notional", "entry_price", "exit_price",
@@ -159,10 +167,60 @@ def _trades_table(tr: pd.DataFrame, limit: int = 5000) -> str:
                 v = pd.Timestamp(int(v), unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M")
             elif c == "side":
                 v = "SHORT" if v < 0 else "LONG"
+            elif c in ("entry_price", "exit_price") and r.asset in decimals:
+                cells.append(f"<td>{float(v):,.{decimals[r.asset]}f}</td>")  # the instrument's own precision
+                continue
             cells.append(f"<td>{_fmt(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='sub'>first {limit:,} of {len(tr):,} trades shown</p>" if len(tr) > limit else ""
     return f'<div class="scroll"><table id="trades"><tr>{head}</tr>{"".join(rows)}</table></div>{more}'
+
+
+def _exit_summary(tr: pd.DataFrame) -> str:
+    """At the top: liquidations and stops (the trades that hurt most) and the exit-reason mix."""
+    if tr is None or not len(tr) or "exit_reason" not in tr:
+        return "<p class='sub' id='exit-summary'>no trades</p>"
+    g = tr.groupby("exit_reason")["pnl"].agg(["count", "sum", "min"])
+    n = len(tr)
+    warn = []
+    for reason, label in (("liquidation", "liquidation"), ("stop_loss", "stop-loss exit")):
+        if reason in g.index:
+            r = g.loc[reason]
+            warn.append(f"{int(r['count'])} {label}(s), PnL {r['sum']:,.2f}, worst {r['min']:,.2f}")
+    head = (f'<p class="fail" id="exit-alert">{escape("; ".join(warn))}</p>' if warn else
+            '<p class="pass" id="exit-alert">no liquidation, no stop-loss exit</p>')
+    rows = "".join(f'<tr><td class="l">{escape(str(k))}</td><td>{int(v["count"]):,}</td>'
+                   f'<td>{v["count"] / n * 100:.1f} %</td><td>{_fmt(float(v["sum"]))}</td>'
+                   f'<td>{_fmt(float(v["min"]))}</td></tr>' for k, v in g.sort_values("count", ascending=False).iterrows())
+    return (f'{head}<table id="exit-reasons"><tr><th class="l">exit reason</th><th>trades</th><th>share</th>'
+            f"<th>PnL</th><th>worst trade</th></tr>{rows}</table>")
+
+
+def _asset_table(tr: pd.DataFrame) -> str:
+    if tr is None or not len(tr):
+        return "<p class='na'>no trades</p>"
+    g = tr.groupby("asset")
+    t = pd.DataFrame({"trades": g.size(), "wins": g["pnl"].apply(lambda x: int((x > 0).sum())),
+                      "pnl": g["pnl"].sum(), "fees": g["fees"].sum(), "avg_lev": g["leverage"].mean(),
+                      "worst": g["pnl"].min()}).sort_values("pnl")
+    rows = "".join(f'<tr><td class="l">{escape(str(a))}</td><td>{int(r.trades):,}</td>'
+                   f"<td>{r.wins / r.trades * 100:.1f} %</td><td>{_fmt(float(r.pnl))}</td><td>{_fmt(float(r.fees))}</td>"
+                   f"<td>{r.avg_lev:.2f}x</td><td>{_fmt(float(r.worst))}</td></tr>" for a, r in t.iterrows())
+    return ('<div class="scroll"><table id="assets"><tr><th class="l">asset</th><th>trades</th><th>win rate</th>'
+            f"<th>PnL</th><th>fees</th><th>avg leverage</th><th>worst trade</th></tr>{rows}</table></div>")
+
+
+def _leverage_series(ts: np.ndarray, tr: pd.DataFrame) -> np.ndarray:
+    """Leverage held at each bar close (0 when flat): each trade's leverage from its entry to its exit."""
+    lev = np.zeros(len(ts))
+    if tr is None or not len(tr):
+        return lev
+    t = np.asarray(ts, np.int64)
+    for e, x, lv in zip(tr["entry_time"].to_numpy(np.int64), tr["exit_time"].to_numpy(np.int64),
+                        tr["leverage"].to_numpy(float)):
+        a, b = np.searchsorted(t, e, "right"), np.searchsorted(t, x, "left")
+        lev[a:b] = np.maximum(lev[a:b], lv)
+    return lev
 
 
 def _monthly_table(m: pd.DataFrame | None) -> str:
@@ -215,6 +273,7 @@ def render(d: ReportData) -> str:
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{escape(d.title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{escape(d.title)}</h1><div class="sub">{escape(d.subtitle)}</div>
+{_exit_summary(d.trades)}
 <h2>Metrics</h2>{_metrics_table(d.metrics)}
 {"".join(f"<h2>{escape(t)}</h2>{body}" for t, body in d.sections)}
 <h2>Quality floors (rolling windows)</h2>{_floors_table(d.floors)}
@@ -222,7 +281,8 @@ def render(d: ReportData) -> str:
 {_monthly_table(d.monthly)}
 {_risk_section(d.risk)}
 <h2>Notes</h2><ul class="notes">{notes}</ul>
-<h2>Trades</h2>{_trades_table(d.trades)}
+<h2>Per asset</h2>{_asset_table(d.trades)}
+<h2>Trades</h2>{_trades_table(d.trades, decimals=d.price_decimals)}
 <h2>Configuration</h2><table>{cfg}</table>
 </body></html>"""
 
