@@ -282,3 +282,22 @@ def test_alerts_process_sends_posture_change_to_the_webhook(home, servers):
     assert [b["kind"] for b in srv.bodies] == ["hibernate"], srv.bodies
     assert "APEX -> HIBERNATE" in srv.bodies[0]["text"]
     assert "SECRETPATH" not in out + err and "stopped" in out
+
+
+def test_alerts_test_command(home, servers):
+    srv = servers()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOLPHIN_ALERT")}
+    env.update(DOLPHIN_HOME=str(home), PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no alert channel configured" in r.stderr
+    env.update(DOLPHIN_ALERT_TELEGRAM_TOKEN=TOKEN, DOLPHIN_ALERT_TELEGRAM_CHAT_ID="9",
+               DOLPHIN_ALERT_TELEGRAM_API=srv.url)
+    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert srv.bodies[0]["text"].startswith("DOLPHIN test alert") and TOKEN not in r.stdout + r.stderr
+    env["DOLPHIN_ALERT_TELEGRAM_API"] = refused_url()
+    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and TOKEN not in r.stdout + r.stderr

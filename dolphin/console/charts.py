@@ -29,8 +29,10 @@ class TimeChart(svg.Chart):
             p.append(f'<line x1="{ML}" x2="{W - MR}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
             p.append(f'<text x="{ML - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{self.yfmt.format(v)}</text>')
         span = self.x1 - self.x0
-        for v in np.linspace(self.x0, self.x1, 6):
-            p.append(f'<text x="{self.sx(v):.1f}" y="{svg.H - 12}" class="tick" text-anchor="middle">'
+        xs = np.linspace(self.x0, self.x1, 6)
+        for i, v in enumerate(xs):
+            anchor = "end" if i == len(xs) - 1 else "middle"  # the last label would run off the frame
+            p.append(f'<text x="{self.sx(v):.1f}" y="{svg.H - 12}" class="tick" text-anchor="{anchor}">'
                      f'{escape(_tick(v, span))}</text>')
         return self
 
