@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(PY) bench/bridge.py  # scan file -> scan_latest / DOLPHIN_SCAN_EVENTS / acb_state via `dolphin bridge`
 	$(PY) bench/book.py  # `dolphin book` vs `dolphin venue`: CPU and event -> store latency, 50 and 400 symbols
 	$(PY) bench/ablation.py  # BLUE with / without ACB and the full risk layer, in- and out-of-sample
+	$(PY) bench/scale.py  # ~10 min: streaming backtest at 50 real / 400 SYNTHETIC assets (RSS, time), store JSON vs Arrow, decisions at 400
 	$(PY) bench/backfill.py  # ~17 min: 249 daily partitions through the whole Dagster graph
 
 # Dagster UI + daemon (http://127.0.0.1:$(DAGSTER_PORT)); DAGSTER_HOME = $(DOLPHIN_HOME)/dagster (dagster.yaml written on first use)
