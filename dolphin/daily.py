@@ -48,12 +48,14 @@ def check_day_panel(panel, day: str) -> None:
     raise DataError(f"day {day} is not complete in the data: {want} bars expected, {have}")
 
 
-def run_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equity: float) -> tuple:
+def run_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equity: float,
+            leg_weights=None) -> tuple:
     """Run ``day`` (the panel's rows after its warm-up) from ``state``; positions and pending orders stay
-    open at the end (carried to the next day). Returns (DayRecord, BacktestResult)."""
+    open at the end (carried to the next day). ``leg_weights``: GREEN's (T, 2) arbiter weights per scan.
+    Returns (DayRecord, BacktestResult)."""
     check_day_panel(panel, day)
     res = run_backtest(panel, scans, cfg, trade_from_ms=day_start_ms(day) + panel.bar_ms, state=state,
-                       close_at_end=False)
+                       close_at_end=False, leg_weights=leg_weights)
     rec = DayRecord(
         opening_equity=float(opening_equity),
         closing_equity=float(res.equity[-1]),

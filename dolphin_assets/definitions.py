@@ -3,6 +3,7 @@
 from dagster import Definitions, FilesystemIOManager, multiprocess_executor
 
 from dolphin_assets.assets.blue import capital_ledger_blue, daily_pnl_blue
+from dolphin_assets.assets.green import GREEN_ASSETS, GREEN_CHECKS, green_paper_day_job, green_paper_day_schedule
 from dolphin_assets.assets.live import scan_latest, scan_latest_job
 from dolphin_assets.assets.market import eigen_scans, market_bars, vol_regime
 from dolphin_assets.assets.risk import RISK_ASSETS, acb_day_job, exf_day_job, mc_envelope_job
@@ -16,8 +17,9 @@ from dolphin_assets.schedules import (acb_day_schedule, blue_paper_day_job, blue
 from dolphin_assets.sensors import scan_files_sensor
 from dolphin_assets.sensors.alerts import alert_on_asset_checks, alert_on_run_failure
 
-ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest, *RISK_ASSETS]
-ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS, exf_checks]
+ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest, *RISK_ASSETS,
+          *GREEN_ASSETS]
+ASSET_CHECKS = [eigen_scans_checks, daily_pnl_blue_floors, *FRESHNESS_CHECKS, exf_checks, *GREEN_CHECKS]
 
 
 def resources(**overrides) -> dict:
@@ -44,8 +46,9 @@ EXECUTOR = multiprocess_executor.configured(
 defs = Definitions(
     assets=ASSETS,
     asset_checks=ASSET_CHECKS,
-    jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job],
-    schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule],
+    jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job, green_paper_day_job],
+    schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule,
+               green_paper_day_schedule],
     sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor,
              alert_on_run_failure, alert_on_asset_checks],
     resources=resources(),

@@ -11,8 +11,12 @@ from dolphin.timeutil import parse_time
 START, END = "2024-08-01", "2024-08-20"
 
 
-def test_cli_green_prints_blue_and_green_side_by_side(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    return tmp_path_factory.mktemp("green_home")  # one scan cache for the module
+
+def test_cli_green_prints_blue_and_green_side_by_side(home, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
     rep = tmp_path / "g.html"
     rc = main(["backtest", "--data", "spot-5m-2024", "--config", "green", "--start", START, "--end", END,
                "--report", str(rep)])
@@ -31,8 +35,8 @@ def test_cli_green_prints_blue_and_green_side_by_side(tmp_path, monkeypatch, cap
     assert "BLUE vs GREEN (legs, capital arbiter)" in html and "Capital arbiter (regime_weighted)" in html
 
 
-def test_green_with_long_runs_the_arbiter_and_sizes_legs(tmp_path, monkeypatch):
-    monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
+def test_green_with_long_runs_the_arbiter_and_sizes_legs(home, monkeypatch):
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
     cfg = GREEN_CFG.with_(long_enabled=True)  # programmatic research run: the load-time gate is for loaders
     r = run("spot-5m-2024", cfg, start_ms=parse_time(START), end_ms=parse_time(END))
     assert r.arbiter is not None and r.result.leg_weights is not None
