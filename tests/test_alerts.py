@@ -284,20 +284,19 @@ def test_alerts_process_sends_posture_change_to_the_webhook(home, servers):
     assert "SECRETPATH" not in out + err and "stopped" in out
 
 
-def test_alerts_test_command(home, servers):
+def test_alerts_test_command(home, servers, monkeypatch, capsys):
+    from dolphin.cli import main
+
     srv = servers()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOLPHIN_ALERT")}
-    env.update(DOLPHIN_HOME=str(home), PYTHONPATH=str(REPO))
-    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "no alert channel configured" in r.stderr
-    env.update(DOLPHIN_ALERT_TELEGRAM_TOKEN=TOKEN, DOLPHIN_ALERT_TELEGRAM_CHAT_ID="9",
-               DOLPHIN_ALERT_TELEGRAM_API=srv.url)
-    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert srv.bodies[0]["text"].startswith("DOLPHIN test alert") and TOKEN not in r.stdout + r.stderr
-    env["DOLPHIN_ALERT_TELEGRAM_API"] = refused_url()
-    r = subprocess.run([sys.executable, "-m", "dolphin.cli", "alerts", "--test"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and TOKEN not in r.stdout + r.stderr
+    for k in [k for k in os.environ if k.startswith("DOLPHIN_ALERT")]:
+        monkeypatch.delenv(k)
+    assert main(["alerts", "--test"]) == 2 and "no alert channel configured" in capsys.readouterr().err
+    monkeypatch.setenv("DOLPHIN_ALERT_TELEGRAM_TOKEN", TOKEN)
+    monkeypatch.setenv("DOLPHIN_ALERT_TELEGRAM_CHAT_ID", "9")
+    monkeypatch.setenv("DOLPHIN_ALERT_TELEGRAM_API", srv.url)
+    assert main(["alerts", "--test"]) == 0
+    assert srv.bodies[0]["text"].startswith("DOLPHIN test alert")
+    monkeypatch.setenv("DOLPHIN_ALERT_TELEGRAM_API", refused_url())
+    assert main(["alerts", "--test"]) == 1
+    out = capsys.readouterr()
+    assert TOKEN not in out.out + out.err
