@@ -7,7 +7,9 @@ over dolphin.exf, dolphin.esof, dolphin.acb and dolphin.mc.
 Look-ahead: ``exf`` for day D is as of D 23:00 (recorded source) or now (live source, today's partition only);
 ``acb_state`` for D is as of D 00:00 (ExF knowable then, w750 daily values of the days before D only, read
 from the scan Parquet files with bar open time < D 00:00); ``mc_envelope`` re-runs the engine over the
-``lookback_days`` complete days before its end day (dolphin.mc.variants reads nothing at or after it).
+``lookback_days`` complete days before its end day (dolphin.mc.variants reads nothing at or after it); on a
+recorded source that end day is the capital chain's next day and the record is stamped at its 00:00
+(``default_end_day``), so a backfill never computes on, or publishes as fresh, days after the chain's.
 
 MC fan-out: the variants run in one step (8 variants x 60 days take about a second on the dev set, less
 than a step's start-up); the paths are vectorised numpy. At 400 assets the variant runs are the natural
@@ -16,7 +18,7 @@ unit to fan out as dynamic outputs.
 
 import math
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pandas as pd
@@ -36,7 +38,7 @@ from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY
 from dolphin_assets.publish import keep_published, num, publish_or_gap
-from dolphin_assets.resources import ExfSource, FeatureStoreResource, MarketData, ScanDir
+from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, SETTINGS
 
 HOUR_MS = 3_600_000
@@ -183,12 +185,27 @@ class MCEnvelopeConfig(Config):
     seed: int = 20240601
 
 
-def default_end_day(now: datetime) -> str:
-    """The day after the last complete day: today (UTC) for an open-ended source, else the data's end."""
+def default_end_day(now: datetime, chain_last_day: str | None = None) -> str:
+    """The day the envelope is FOR (its first day not simulated). Open-ended (live) source: today (UTC).
+    Recorded source: the day the capital chain runs next (the day after its last ledger day, the first
+    partition when it has none), never later than the data's end: an envelope computed on the data's last
+    60 days while the chain is still in January would put the future into a paper day (issue 14)."""
     today = now.astimezone(timezone.utc).date()
     if SETTINGS.end is None:
         return today.isoformat()
-    return min(today, datetime.fromisoformat(SETTINGS.end_exclusive).date()).isoformat()
+    end = min(today, datetime.fromisoformat(SETTINGS.end_exclusive).date())
+    if chain_last_day is not None:
+        nxt = datetime.fromisoformat(chain_last_day).date() + timedelta(days=1)
+    else:
+        nxt = datetime.fromisoformat(DAILY.get_first_partition_key()).date()
+    return min(end, nxt).isoformat()
+
+
+def _chain_last_day(ledger) -> str | None:
+    from dolphin_assets.settings import STRATEGY
+
+    days = ledger.open().current(STRATEGY)
+    return days[-1].day if days else None
 
 
 def envelope_scans(scan_dir, panel):
@@ -208,9 +225,10 @@ def envelope_scans(scan_dir, panel):
                    "BLUE configuration and 7 perturbed neighbours, block-bootstrapped into 2000 paths; "
                    "publishes mc_forewarner_latest (status, catastrophic_prob, envelope_score).")
 def mc_envelope(context: AssetExecutionContext, config: MCEnvelopeConfig, market_data: MarketData,
-                scan_dir: ScanDir, feature_store: FeatureStoreResource) -> MaterializeResult:
+                scan_dir: ScanDir, feature_store: FeatureStoreResource, ledger: Ledger) -> MaterializeResult:
     now = datetime.now(timezone.utc)
-    end_day = config.end_day or default_end_day(now)
+    live = SETTINGS.end is None
+    end_day = config.end_day or default_end_day(now, None if live else _chain_last_day(ledger))
     end_ms = day_start_ms(end_day)
     start_ms = end_ms - config.lookback_days * DAY_MS
     cfg = ENGINE_CONFIG
@@ -223,7 +241,9 @@ def mc_envelope(context: AssetExecutionContext, config: MCEnvelopeConfig, market
         raise Failure(description=f"mc_envelope ({day_str(start_ms)} .. {end_day}): {exc}") from None
     # scheduled runs are as of now (the envelope's age is how old the computation is); an explicit end day
     # (backfill, test) is as of that day's 00:00 so the record is reproducible
-    as_of = end_ms if config.end_day else now
+    # a recorded source is always as of the day it is for (00:00), so its age runs from there: the runtime's
+    # bar clock and the chain then never see it before that day, and a backfill never publishes it as fresh
+    as_of = now if (live and not config.end_day) else end_ms
     env = forewarn(returns, MCConfig(n_paths=config.n_paths, seed=config.seed), as_of=as_of, variant_names=names)
     rec = env.to_store_record()
     rec = Record({**rec.value, "window_start": day_str(start_ms), "window_end_exclusive": end_day}, rec.timestamp)
@@ -235,6 +255,8 @@ def mc_envelope(context: AssetExecutionContext, config: MCEnvelopeConfig, market
         "status": env.status, "catastrophic_prob": env.catastrophic_prob, "envelope_score": env.envelope_score,
         "reason": env.reason, "window": f"{day_str(start_ms)} .. {day_str(end_ms - DAY_MS)}",
         "variants": len(names), "scans": scans_from, "as_of": rec.timestamp,
+        "as_of_rule": ("explicit end_day" if config.end_day else "live: today, as of now" if live
+                       else "recorded: the chain's next day, as of its 00:00"),
         "variant_mean_daily_return": MetadataValue.json({n: float(r) for n, r in zip(names, mean_ret)}),
         "published_mc_forewarner_latest": published, "store_gap": gap})
 
