@@ -275,3 +275,18 @@ def test_snapshot_over_hazelcast(tmp_path):
     assert s["store"]["reachable"] and s["safety"]["posture"] == "TURTLE"
     assert s["strategies"][0]["decisions"][0]["reason"].startswith("posture TURTLE")
     assert s["hysteresis"]["checks_up"] == 5 and s["ledger"]["exists"] is False
+
+
+def test_posture_changes_seen_by_the_console_are_merged(world):
+    """An override changes the published posture without a controller change: the console lists it too."""
+    home, store, led = world
+    c = Collector(Sources(store, led), interval=0.05)
+    snap = {"safety": {"posture": "STALKER", "timestamp": "2026-05-28T20:26:38.000Z"},
+            "posture_changes": [{"posture": "STALKER", "previous": "APEX", "timestamp": "2026-05-28T20:00:00.000Z"}]}
+    c._track(snap)
+    later = {"safety": {"posture": "HIBERNATE", "Rm": 0.05, "timestamp": "2026-05-28T20:30:00.000Z"},
+             "posture_changes": [{"posture": "STALKER", "previous": "APEX", "timestamp": "2026-05-28T20:00:00.000Z"}]}
+    c._track(later)
+    assert [(x["previous"], x["posture"]) for x in later["posture_changes"]] == [("STALKER", "HIBERNATE"),
+                                                                                 ("APEX", "STALKER")]
+    assert later["posture_changes"][0]["source"] == "seen by the console"

@@ -8,7 +8,10 @@ One page stays open for the whole run (Chrome DevTools Protocol over a WebSocket
 - a store outage (the embedded store's files moved away, as in the system test) is shown as such within 2 s;
 - each posture change the runtime publishes (HIBERNATE after the outage, APEX 5 healthy checks later) appears on
   the page within 2 s of being published, without a reload (the page's render counter keeps growing, its
-  navigation entry stays the first one).
+  navigation entry stays the first one);
+- the console runs with an operator token: the override form, filled and clicked in the page (the token typed into
+  it), sets a HIBERNATE override in the ledger; the runtime applies it at its next bar-close check and the page
+  shows HIBERNATE and the override in force; the action is in the console's audit file.
 Screenshots are written to $DOLPHIN_CONSOLE_SHOTS (default: the test's tmp folder)."""
 
 import base64
@@ -31,7 +34,7 @@ pytest.importorskip("nautilus_trader")
 
 SYMBOLS = ("BTCUSDT", "DOGEUSDT", "ETHUSDT")
 START = "2023-07-17T17:30"
-DAYS = 0.1  # 29 bars, 17:30 .. 19:55; the backtest's ETHUSDT short 18:15 .. 18:50 (TP)
+DAYS = 0.12  # 34 bars, 17:30 .. 20:15; the backtest's ETHUSDT short 18:15 .. 18:50 (TP)
 SPEED = 1.0  # wall seconds per bar: the position stays open ~7 s
 
 
@@ -145,8 +148,9 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     shots.mkdir(parents=True, exist_ok=True)
     feed = RiskFeed(store, SYMBOLS)
     stack = Stack(home, start=START, days=DAYS, speed=SPEED, symbols=SYMBOLS)
-    console = Proc("console", [sys.executable, "-m",
-                               "dolphin.cli", "console", "--port", "0", "--interval", "0.25"], stack.env, stack.logdir)
+    token = "browser-test-operator-token-5e1d"
+    console = Proc("console", [sys.executable, "-m", "dolphin.cli", "console", "--port", "0", "--interval", "0.25"],
+                   {**stack.env, "DOLPHIN_CONSOLE_TOKEN": token}, stack.logdir)
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
     published, stop = [], threading.Event()  # (monotonic time first seen, posture name) of each published change
 
@@ -212,6 +216,18 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
             latencies.append((want, time.monotonic() - seen[0]))
             n_before = published.index(seen) + 1
         shot_after = page.screenshot(shots / "console-after-recovery.png")
+        # --- the operator's override from the page: HIBERNATE, applied by the runtime at its next check
+        n_before = len(published)
+        page.js(f"""(() => {{ const v = (id, x) => document.getElementById(id).value = x;
+            v('ov-posture', 'HIBERNATE'); v('ov-ttl', '600'); v('ov-reason', 'browser test: venue incident');
+            v('ov-who', 'tester'); v('ov-token', {json.dumps(token)}); document.getElementById('ov-set').click(); }})()""")
+        t_click = time.monotonic()
+        page.wait(lambda: (page.text("act-result") or "").startswith("done:"), 5, "the override accepted")
+        page.wait(lambda: page.text("posture") == "HIBERNATE" and "IN FORCE" in (page.text("override") or ""), 5,
+                  "HIBERNATE by override on the page")
+        override_to_page_s = time.monotonic() - t_click
+        override_text = page.text("override")
+        shot_override = page.screenshot(shots / "console-override.png")
         nav = page.js("performance.getEntriesByType('navigation').length")
         renders_after = page.js("window.__renders")
         stack.procs["venue"].wait_for(r"replay finished", 60)
@@ -223,7 +239,8 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
         exits = stack.stop()
         feed.stop()
         store.close()
-    print(f"\nconsole: outage shown after {outage_shown_s:.2f} s; posture change -> page latencies "
+    print(f"\nconsole: override click -> HIBERNATE on the page {override_to_page_s:.2f} s; "
+          f"outage shown after {outage_shown_s:.2f} s; posture change -> page latencies "
           f"{[(w, round(s, 3)) for w, s in latencies]}; renders {renders_before} -> {renders_after}; "
           f"console exit {code_console}; stack exits {exits}; screenshots {shots}")
     assert code_console[0] == 0, console.text()[-3000:]
@@ -242,5 +259,10 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     assert nav == 1 and renders_after > renders_before
     from tests.browser import non_blank_fraction
 
-    for png in (shot_open, shot_outage, shot_after):
+    assert "HIBERNATE until" in override_text and "tester (console)" in override_text, override_text
+    assert any(p == "HIBERNATE" for _, p in published[n_before:]), published  # the runtime applied it
+    audit = [json.loads(x) for x in (home / "console" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["action"], a["result"], a["who"]) for a in audit] == [("override_set", "ok", "tester")], audit
+    assert token not in console.text() and token not in (home / "console" / "audit.jsonl").read_text()
+    for png in (shot_open, shot_outage, shot_after, shot_override):
         assert non_blank_fraction(png) > 0.05, png

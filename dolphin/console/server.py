@@ -45,6 +45,8 @@ class Collector:
         self.version = 0
         self.round_started: float | None = None  # monotonic start of the round in progress
         self.round_ms: list = []  # durations of the last rounds (for the note / the page)
+        self.observed: list = []  # posture changes seen in DOLPHIN_SAFETY by this console (newest last)
+        self._last_posture = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._t = threading.Thread(target=self._loop, name="dolphin-console-collector", daemon=True)
@@ -69,12 +71,29 @@ class Collector:
                         "store": {"reachable": False, "error": "snapshot failed"}}
             took = time.monotonic() - t0
             snap["collect_ms"] = took * 1000
+            self._track(snap)
             self.round_started = None
             self.round_ms = (self.round_ms + [took * 1000])[-50:]
             self.snap = snap
             self.version += 1
             self._wake.wait(max(0.0, self.interval - took))
             self._wake.clear()
+
+    def _track(self, snap: dict) -> None:
+        """Merge the posture changes this console saw in ``DOLPHIN_SAFETY`` with the runtime controller's (an
+        override, or a runtime restart, changes the published posture without a controller change)."""
+        sf = snap.get("safety")
+        if sf and sf.get("posture"):
+            if self._last_posture is not None and sf["posture"] != self._last_posture:
+                self.observed = (self.observed + [{"timestamp": sf.get("timestamp"), "previous": self._last_posture,
+                                                   "posture": sf["posture"], "Rm": sf.get("Rm"),
+                                                   "breakdown": sf.get("breakdown") or {},
+                                                   "source": "seen by the console"}])[-20:]
+            self._last_posture = sf["posture"]
+        if "posture_changes" in snap or self.observed:
+            known = {c.get("timestamp") for c in snap.get("posture_changes") or []}
+            merged = list(snap.get("posture_changes") or []) + [c for c in self.observed if c["timestamp"] not in known]
+            snap["posture_changes"] = sorted(merged, key=lambda c: str(c.get("timestamp")), reverse=True)[:12]
 
     def stalled_s(self) -> float:
         s = self.round_started
