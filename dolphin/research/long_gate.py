@@ -211,6 +211,7 @@ def validate_long(data_set: str, base: EngineConfig, *, train_days: int | None =
                "oos_first_day": day_label(int(ts[0]) - panel.bar_ms), "oos_last_day": day_label(int(ts[-1]) - 1),
                "oos_days": float((int(ts[-1]) - int(ts[0]) + panel.bar_ms) / DAY_MS),
                "data_days": float(span_days), "bars": int(panel.n_bars), "assets": int(panel.n_assets),
+               "bar_ms": int(panel.bar_ms),  # the params' bar counts are bars of this size
                "oos": {"roi": m.roi, "profit_factor": m.profit_factor, "win_rate": m.win_rate,
                        "max_drawdown": m.max_drawdown, "trades": m.n_trades, "sharpe": m.sharpe},
                "fold_table": _jsonable(folds.to_dict(orient="records")),
@@ -282,6 +283,15 @@ def cmd_validate_long(args) -> int:
         print(f"dolphin: error: validate-long {args.data}: {e}", file=sys.stderr)
         return 1
     r = v.record
+    from dolphin.engine.configcheck import declared_bar_ms
+    from dolphin.timeutil import bar_label
+
+    cfg_bar = declared_bar_ms(args.config)
+    if cfg_bar != v.record.results["bar_ms"]:  # validated as given: the record matches these exact bar counts
+        print(f"NOTE: the config's bar counts are for {bar_label(cfg_bar)} bars and run here on "
+              f"{bar_label(v.record.results['bar_ms'])} bars ({v.record.results['bar_ms'] / cfg_bar:g} x the "
+              f"durations); a config with `bar: {bar_label(v.record.results['bar_ms'])}` and durations validates "
+              f"the same durations")
     print(f"LONG leg walk-forward on {name}: {r.results['folds']} folds, train {r.results['train_days']} d / "
           f"test {r.results['test_days']} d, out of sample {r.results['oos_first_day']} .. {r.results['oos_last_day']}")
     print(v.folds.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
