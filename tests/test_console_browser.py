@@ -12,6 +12,8 @@ One page stays open for the whole run (Chrome DevTools Protocol over a WebSocket
 - the console runs with an operator token: the override form, filled and clicked in the page (the token typed into
   it), sets a HIBERNATE override in the ledger; the runtime applies it at its next bar-close check and the page
   shows HIBERNATE and the override in force; the action is in the console's audit file.
+`dolphin alerts` runs alongside with a loopback webhook: the fills, the store outage and its end, HIBERNATE, APEX
+again and the kill switch (the HIBERNATE override) each arrive as an alert.
 Screenshots are written to $DOLPHIN_CONSOLE_SHOTS (default: the test's tmp folder)."""
 
 import base64
@@ -151,6 +153,11 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     token = "browser-test-operator-token-5e1d"
     console = Proc("console", [sys.executable, "-m", "dolphin.cli", "console", "--port", "0", "--interval", "0.25"],
                    {**stack.env, "DOLPHIN_CONSOLE_TOKEN": token}, stack.logdir)
+    from tests.test_alerts import Loopback
+
+    hook = Loopback()
+    alerts = Proc("alerts", [sys.executable, "-m", "dolphin.cli", "alerts", "--interval", "0.5"],
+                  {**stack.env, "DOLPHIN_ALERT_WEBHOOK_URL": hook.url + "/hook"}, stack.logdir)
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
     published, stop = [], threading.Event()  # (monotonic time first seen, posture name) of each published change
 
@@ -170,6 +177,7 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     db = home / "store" / "features.sqlite"
     try:
         port = int(console.wait_for(r"listening on http://127\.0\.0\.1:(\d+)", 60).group(1))
+        alerts.wait_for(r"watching", 60)
         page = Page(f"http://127.0.0.1:{port}/")
         page.wait(lambda: page.text("conn") == "live", 20, "live SSE connection")
         stack.start()
@@ -228,6 +236,7 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
         override_to_page_s = time.monotonic() - t_click
         override_text = page.text("override")
         shot_override = page.screenshot(shots / "console-override.png")
+        page.wait(lambda: any(b["kind"] == "override" for b in hook.bodies), 5, "the kill-switch alert")
         nav = page.js("performance.getEntriesByType('navigation').length")
         renders_after = page.js("window.__renders")
         stack.procs["venue"].wait_for(r"replay finished", 60)
@@ -236,6 +245,8 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
         if page is not None:
             page.close()
         code_console = console.stop(timeout=15)
+        code_alerts = alerts.stop(timeout=15)
+        hook.close()
         exits = stack.stop()
         feed.stop()
         store.close()
@@ -244,6 +255,14 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
           f"{[(w, round(s, 3)) for w, s in latencies]}; renders {renders_before} -> {renders_after}; "
           f"console exit {code_console}; stack exits {exits}; screenshots {shots}")
     assert code_console[0] == 0, console.text()[-3000:]
+    assert code_alerts[0] == 0, alerts.text()[-3000:]
+    sent = [(b["kind"], b["title"]) for b in hook.bodies]
+    print(f"alerts sent: {sent}")
+    kinds = [k for k, _ in sent]
+    assert kinds.count("fill") == 2 and "hibernate" in kinds and "override" in kinds, sent
+    assert ("store", "feature store UNREACHABLE") in sent and ("store", "feature store reachable again") in sent, sent
+    assert ("posture", "posture HIBERNATE -> APEX") in sent, sent
+    assert any(t.startswith("KILL SWITCH") for k, t in sent if k == "override"), sent
     assert all(c == 0 for c, _ in exits.values()), exits
     # values match the ledger and the store (while the position was open)
     assert capital_text == f"{cap:,.2f} USDT", (capital_text, cap)
