@@ -134,7 +134,11 @@ def green_comparison(data: str, green: EngineConfig, green_run, **run_kw) -> Gre
     GREEN's LONG leg is off) run with the same ``run_kw``."""
     from dolphin.engine.pipeline import run
 
-    runs = {"BLUE": run(data, BLUE, **run_kw),
+    # BLUE is the SHORT-only strategy: GREEN's own settings (bar counts, costs, sizing) with the LONG leg off,
+    # which is the BLUE preset itself when GREEN is the green preset
+    blue = green.with_(name="BLUE", direction="short_only", long_enabled=False)
+    blue_name = "BLUE" if blue == BLUE else "BLUE (GREEN's settings, SHORT-only)"
+    runs = {blue_name: run(data, blue, **run_kw),
             "GREEN" + ("" if green.arbitrated else " (SHORT-only: LONG not validated)"): green_run}
     notes = []
     if not green.arbitrated:
