@@ -43,16 +43,23 @@ def damaged(path, why) -> WarehouseCorrupt:
 
 
 def verify(con, path) -> None:
-    """Raises WarehouseCorrupt when the file is shorter than the blocks DuckDB's header lists."""
+    """Raises WarehouseCorrupt when a table's data lives in a block beyond the end of the file (a truncated
+    file: DuckDB reads data blocks only when a query touches them). The header's block count is no
+    measure -- trailing free blocks are not on disk -- so the tables' own segment block ids are used."""
     try:
-        row = con.execute("pragma database_size").fetchone()
-    except Exception as e:  # noqa: BLE001 - any failure to read the header metadata is damage
+        block_size = int(con.execute("pragma database_size").fetchone()[2])
+        top = -1
+        for schema, table in con.execute("select schema_name, table_name from duckdb_tables() "
+                                         "where database_name = current_database()").fetchall():
+            name = f'"{schema}"."{table}"'.replace("'", "''")
+            b = con.execute(f"select max(block_id) from pragma_storage_info('{name}') where persistent").fetchone()[0]
+            top = max(top, -1 if b is None else int(b))
+    except Exception as e:  # noqa: BLE001 - any failure to read the storage metadata is damage
         raise damaged(path, e) from None
-    block_size, total = int(row[2]), int(row[3])
-    need = HEADER_BYTES + block_size * total
+    need = HEADER_BYTES + block_size * (top + 1)
     have = Path(path).stat().st_size
     if have < need:
-        raise damaged(path, f"file is {have:,} bytes, its header lists {total} blocks = {need:,} bytes: truncated")
+        raise damaged(path, f"file is {have:,} bytes, its tables use block {top} = {need:,} bytes: truncated")
 
 
 def connect(path, *, read_only: bool, wait_s: float = 5.0, config=None):

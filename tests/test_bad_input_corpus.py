@@ -395,6 +395,8 @@ CONFIG_CASES = [
     ("thresholds_reversed", "entry_threshold: 0.05\nextreme_threshold: 0.01\n",
      "extreme_threshold must exceed entry_threshold"),
     ("unknown_preset", "preset: purple\n", "preset: unknown preset 'purple' (known: blue, green)"),
+    ("duration_not_whole_bars", "max_hold_bars: 7m\n", "max_hold_bars: 7m is not a whole number of 5m bars"),
+    ("bad_bar_key", "bar: 7x\n", "bar: must be a bar size such as 5m, 1h or 1d (got '7x')"),
 ]
 
 
@@ -412,6 +414,36 @@ def test_config_file(tmp_path, state, case, text, error):
         msg = str(e.value)
         assert msg.startswith(f"{f}: ") and error in msg and "\n" not in msg
     state.unchanged()
+
+
+def test_config_durations_converted_with_its_bar_size(tmp_path):
+    f = tmp_path / "h1.yaml"
+    f.write_text("bar: 1h\nmax_hold_bars: 12h\nvol_lookback: 7d\nrank_lookback: 3\n")
+    cfg = load_config(f)
+    assert (cfg.max_hold_bars, cfg.vol_lookback, cfg.rank_lookback) == (12, 168, 3)
+    f.write_text("max_hold_bars: 12h\n")  # no bar: the presets' 5m
+    assert load_config(f).max_hold_bars == 144
+
+
+@pytest.fixture
+def hourly_set(tmp_path):
+    from tests.data_helpers import real_rows_at
+
+    rows = {s: real_rows_at(s, parse_time("2024-01-01"), 24 * 30, "mixed-1h-2022-2026") for s in SYMS}
+    folder = _write_set(tmp_path / "h1", rows)
+    return folder, _tree_digest(folder)
+
+
+def test_preset_on_hourly_data_refused_naming_what_it_would_mean(capsys, state, hourly_set):
+    folder, digest = hourly_set
+    rc, out, err = _cli(capsys, "backtest", "--data", str(folder))
+    assert rc == 1 and err.startswith(f"dolphin: error: config blue: its bar counts are for 5m bars, {folder} has "
+                                      "1h bars (")
+    assert "max_hold_bars 144 = 12h 00m meant, 6d 00h on this data" in err
+    assert "vol_lookback 2016 = 7d 00h meant, 84d 00h on this data" in err
+    rc, out, err = _cli(capsys, "calibrate", "--data", str(folder))
+    assert rc == 1 and "its bar counts are for 5m bars" in err
+    state.unchanged((folder, digest))
 
 
 def test_config_schema_covers_every_field():

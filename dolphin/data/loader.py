@@ -64,3 +64,14 @@ def _probe_bar_ms(path, symbols, start_ms, end_ms, timeframe) -> int:
     probe = read_candles(path, symbols=first, start_ms=start_ms - 2 * DAY_MS, end_ms=end_ms, timeframe=timeframe)
     found = [b for b in (infer_bar_ms(c.open_time) for c in probe.values()) if b is not None]
     return found[0] if found else DAY_MS
+
+
+def data_bar_ms(path, timeframe=None) -> int | None:
+    """The bar size of a candle set, from its first symbol's file (what ``align`` would infer when all
+    assets agree); None when it cannot tell."""
+    first = candle_symbols(path, timeframe=timeframe)[:1]
+    if not first:
+        return None
+    found = [b for b in (infer_bar_ms(c.open_time) for c in
+                         read_candles(path, symbols=first, timeframe=timeframe).values()) if b is not None]
+    return found[0] if found else None

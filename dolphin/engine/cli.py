@@ -53,6 +53,7 @@ def cmd_backtest(args) -> int:
     from dolphin.errors import check_output_file
 
     cfg = load_config(args.config)
+    _check_bar_size(cfg, args)
     start, end = time_bounds(args.start, args.end)
     name = Path(str(args.data)).name
     if args.report:  # checked before the run: a bad path must not cost the whole backtest
@@ -103,6 +104,22 @@ def cmd_backtest(args) -> int:
     return 0
 
 
+def _check_bar_size(cfg, args) -> None:
+    """Refuse a config whose bar counts were written for another bar size than the data's."""
+    from dolphin.data.loader import data_bar_ms
+    from dolphin.engine.configcheck import ConfigValueError, check_bar_size, declared_bar_ms
+    from dolphin.errors import UserInputError
+    from dolphin.paths import resolve_kline_set
+
+    bar = getattr(args, "bar_ms", None) or data_bar_ms(resolve_kline_set(args.data))
+    if bar is None:
+        return  # align reports what it finds
+    try:
+        check_bar_size(cfg, args.config, declared_bar_ms(args.config), bar, str(args.data))
+    except ConfigValueError as e:
+        raise UserInputError(str(e)) from None
+
+
 def cmd_calibrate(args) -> int:
     from dolphin.data import load_panel
     from dolphin.engine.calibrate import calibrate
@@ -115,6 +132,7 @@ def cmd_calibrate(args) -> int:
     from dolphin.errors import UserInputError, check_output_file
 
     base = load_config(args.config)
+    _check_bar_size(base, args)
     for opt, val in (("--out", args.out), ("--grid-csv", args.grid_csv)):
         if val:  # before the grid is computed: a bad path must not lose it
             check_output_file(val, opt)

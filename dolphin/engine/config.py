@@ -162,10 +162,11 @@ def load_config(path_or_preset: str | Path | None) -> EngineConfig:
     base = PRESETS.get(str(preset).lower())
     if base is None:
         raise ConfigError(f"{p}: preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    from dolphin.engine.configcheck import ConfigValueError, validate_mapping
+    from dolphin.engine.configcheck import ConfigValueError, config_bar_ms, validate_mapping
 
     try:  # types, ranges and unknown keys, from the dataclass fields (dolphin.engine.configcheck)
-        return EngineConfig.from_dict(validate_mapping(EngineConfig, d, str(p)), base)
+        bar_ms = config_bar_ms(d.pop("bar", None), str(p))  # the bar size its bar counts are for (5m)
+        return EngineConfig.from_dict(validate_mapping(EngineConfig, d, str(p), bar_ms=bar_ms), base)
     except ConfigValueError as e:
         raise ConfigError(str(e)) from None
     except (ConfigError, TypeError) as e:
