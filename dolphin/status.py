@@ -160,7 +160,28 @@ def _read_ledger(strategy: str) -> dict:
                      "capital": r.closing_capital, "equity": r.closing_equity, "peak": last.peak,
                      "drawdown": last.drawdown, "pnl": last.pnl, "n_trades": r.n_trades,
                      "position": st.get("position"), "pending": st.get("pending"), "as_of_ms": st.get("as_of_ms")}
+    out["latest"].update(_cat5_reference(current))
     return out
+
+
+def _cat5_reference(current) -> dict:
+    """Cat5's drawdown as the survival stack measures it (DESIGN.md): the latest closing equity against the
+    highest closing equity of the last ``cat5_peak_days`` days of the ledger (the opening equity of the
+    chain's first day counts while it is inside the window)."""
+    from datetime import date
+
+    from dolphin.survival.stack import SurvivalConfig
+
+    days = SurvivalConfig().cat5_peak_days
+    last = current[-1]
+    d_last = date.fromisoformat(last.day)
+    window = [e for e in current if days and (d_last - date.fromisoformat(e.day)).days < days] if days else current
+    peak = max(e.record.closing_equity for e in window)
+    if current[0] in window:
+        peak = max(peak, current[0].record.opening_equity)
+    eq = last.record.closing_equity
+    return {"cat5_peak_days": days, "cat5_peak": peak,
+            "cat5_drawdown": min(1.0, max(0.0, 1.0 - eq / peak)) if peak > 0 else None}
 
 
 def _read_override(path) -> dict | None:
@@ -362,6 +383,9 @@ def render(rep: dict) -> str:
         L.append(f"capital         {_num(led['capital'])}  equity {_num(led['equity'])}  peak {_num(led['peak'])}  "
                  f"drawdown {_num(100 * led['drawdown'] if led['drawdown'] is not None else None, '{:.2f}')}%  "
                  f"(ledger, source of truth: day {led['day']} v{led['version']}, {lg['days']} day(s))")
+        if led.get("cat5_drawdown") is not None:
+            L.append(f"  Cat5 drawdown {100 * led['cat5_drawdown']:.2f}% from the {led['cat5_peak_days']:g}-day peak "
+                     f"{_num(led['cat5_peak'])} (what the survival stack's Cat5 uses)")
     hs = get("state")
     if hs is not None and "age_s" in hs:
         same = ""

@@ -102,6 +102,8 @@ def test_populated_home_reports_ledger_capital_position_and_ages(home):
     cap = _line(text, "capital")
     assert "10,180.50" in cap and "equity 10,142.25" in cap and "peak 10,250.00" in cap
     assert "drawdown 1.05%" in cap and "source of truth: day 2026-09-21 v1, 2 day(s)" in cap
+    c5 = _line(text, "  Cat5 drawdown")  # from the highest close of the last 30 days (DESIGN.md)
+    assert "1.05% from the 30-day peak 10,250.00" in c5 and rep["ledger"]["latest"]["cat5_peak"] == 10_250.0
     # the store's hot copy still holds day 1: flagged, not trusted
     copy = _line(text, "  store copy")
     assert "10,250.00" in copy and "DIFFERS from the ledger" in copy and "2026-09-20" in copy
