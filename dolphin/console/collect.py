@@ -345,13 +345,15 @@ def _strategy_view(name: str, ss: dict, ls: dict, dec: dict | None, now_ms: int)
         q = dict(p)
         if mark.get("symbol") == p["symbol"] and not mark.get("pending"):
             last = mark.get("last_close")
-            q.update({k: mark.get(k) for k in ("tp_price", "liquidation_price", "max_hold_exit_ms", "last_close")})
+            q.update({k: mark.get(k) for k in ("tp_price", "stop_price", "liquidation_price", "max_hold_exit_ms",
+                                               "last_close")})
             if q.get("leverage") is None:
                 q["leverage"] = mark.get("leverage")
             if last:
                 sgn = -1.0 if p["side"] == "SHORT" else 1.0
                 q["unrealised"] = sgn * (last - p["entry_price"]) * p["qty"]
-                for k, lab in (("tp_price", "to_tp_pct"), ("liquidation_price", "to_liq_pct")):
+                for k, lab in (("tp_price", "to_tp_pct"), ("stop_price", "to_stop_pct"),
+                               ("liquidation_price", "to_liq_pct")):
                     if q.get(k):
                         q[lab] = (q[k] / last - 1.0) * 100.0
             q["mark_age_s"] = None if dec is None else dec.get("age_s")

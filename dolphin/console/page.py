@@ -108,10 +108,10 @@ function render(s){
   else add("runtime session","none in the ledger");
   if(ch)add("Dagster chain",ch.day+": capital "+num(ch.capital)+", peak "+num(ch.peak)+", drawdown "+num(100*ch.drawdown,2)+" %, day PnL "+num(ch.pnl));else add("Dagster chain","no paper day in the ledger");
   box.appendChild(kv);
-  const pt=el("table");pt.id="positions-"+g.name;const th=pt.createTHead().insertRow();for(const h of ["position","qty","entry","leverage","last close","unrealised","held","to TP","to liquidation","max-hold exit"])th.appendChild(el("th",h));
+  const pt=el("table");pt.id="positions-"+g.name;const th=pt.createTHead().insertRow();for(const h of ["position","qty","entry","leverage","last close","unrealised","held","to TP","to stop","to liquidation","max-hold exit"])th.appendChild(el("th",h));
   const pb=pt.createTBody();
-  for(const p of g.positions){row(pb,[[p.side+" "+p.symbol,p.side==="SHORT"?"warn":"ok"],sig(p.qty),sig(p.entry_price),p.leverage?num(p.leverage,2)+"x":"-",p.last_close?sig(p.last_close):"-",[p.unrealised===undefined?"-":num(p.unrealised)+" USDT",p.unrealised>=0?"ok":"bad"],age(p.held_s),p.to_tp_pct!==undefined?num(p.to_tp_pct,2)+" % ("+sig(p.tp_price)+")":"-",p.to_liq_pct!==undefined?num(p.to_liq_pct,2)+" % ("+sig(p.liquidation_price)+")":"-",p.max_hold_exit_ms?t(p.max_hold_exit_ms):"-"])}
-  if(!g.positions.length)row(pb,["flat"+(g.pending?" (entry order in flight: "+g.pending.side+" "+g.pending.symbol+")":""),"","","","","","","","",""]);
+  for(const p of g.positions){row(pb,[[p.side+" "+p.symbol,p.side==="SHORT"?"warn":"ok"],sig(p.qty),sig(p.entry_price),p.leverage?num(p.leverage,2)+"x":"-",p.last_close?sig(p.last_close):"-",[p.unrealised===undefined?"-":num(p.unrealised)+" USDT",p.unrealised>=0?"ok":"bad"],age(p.held_s),p.to_tp_pct!==undefined?num(p.to_tp_pct,2)+" % ("+sig(p.tp_price)+")":"-",p.to_stop_pct!==undefined?num(p.to_stop_pct,2)+" % ("+sig(p.stop_price)+")":"none (no stop order)",p.to_liq_pct!==undefined?num(p.to_liq_pct,2)+" % ("+sig(p.liquidation_price)+")":"-",p.max_hold_exit_ms?t(p.max_hold_exit_ms):"-"])}
+  if(!g.positions.length)row(pb,["flat"+(g.pending?" (entry order in flight: "+g.pending.side+" "+g.pending.symbol+")":""),"","","","","","","","","",""]);
   box.appendChild(pt);
   const sr=Object.entries(g.store_runtime||{});if(sr.length){const p=el("div","store hot copy: "+sr.map(([k,v])=>k+" capital "+num(v.capital)+" ("+v.events+" events, "+age(v.age_s)+" old)").join("; "),"dim");box.appendChild(p)}
   sd.appendChild(box);
