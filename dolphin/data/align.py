@@ -352,12 +352,12 @@ def _drop_duplicates(s: _Series, issues: list, cap: int) -> None:
 def _drop_bad_times(s: _Series, earliest: int, latest: int, issues: list, cap: int) -> None:
     # a stray row dated 2100 would otherwise become an asset's "last bar" and take over the window choice
     early, late = s.t < earliest, s.t > latest
-    for mask, what in ((early, f"before {fmt_ms(earliest)} (no crypto market existed)"),
-                       (late, f"after {fmt_ms(latest)} (in the future)")):
+    for mask, what in ((early, lambda: f"before {fmt_ms(earliest)} (no crypto market existed)"),
+                       (late, lambda: f"after {fmt_ms(latest)} (in the future)")):
         if mask.any():
             issues.append(DataIssue(
                 "bad_time", s.symbol, int(mask.sum()), _ts(s.t[mask], cap),
-                f"row dropped: open_time {what}", s.src.sources_of(s.src_rows(mask)),
+                f"row dropped: open_time {what()}", s.src.sources_of(s.src_rows(mask)),
             ))
     bad = early | late
     if bad.any():
@@ -393,22 +393,19 @@ def _drop_bad_ticks(s: _Series, ratio: float, issues: list, cap: int) -> None:
     if n < 2:
         return
     lim = math.log(ratio)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = [np.log(a) for a in s.v[:4]]
-    lc = lp[3]
-    hi = np.maximum.reduce(lp)
-    lo = np.minimum.reduce(lp)
-    # cheap screen: any price of the bar far from the previous or next close
-    prev = np.r_[lc[0], lc[:-1]]
-    nxt = np.r_[lc[1:], lc[-1]]
-    cand = np.flatnonzero((np.maximum(hi - prev, prev - lo) > lim) | (np.maximum(hi - nxt, nxt - lo) > lim)
-                          | (hi - lo > lim))
+    _, h, l, c, _ = s.v  # rows are OHLC-consistent here (rule 4c): high is the bar's max, low its min
+    # cheap screen without logs: the bar's range reaches beyond ratio x the previous or the next close
+    prev = np.r_[c[0], c[:-1]]
+    nxt = np.r_[c[1:], c[-1]]
+    cand = np.flatnonzero((h > prev * ratio) | (l * ratio < prev) | (h > nxt * ratio) | (l * ratio < nxt)
+                          | (h > l * ratio))
     if cand.size == 0:
         return
+    lc = np.log(c)
     bad = np.zeros(n, bool)
     for i in cand.tolist():
         refs = [r for r in (_side_median(lc, i, True), _side_median(lc, i, False)) if math.isfinite(r)]
-        prices = (lp[0][i], lp[1][i], lp[2][i], lp[3][i])
+        prices = tuple(math.log(a[i]) for a in s.v[:4])
         if refs and any(min(abs(x - r) for r in refs) > lim for x in prices):
             bad[i] = True
     if bad.any():
@@ -428,9 +425,8 @@ def _adjust_jumps(s: _Series, ratio: float, issues: list, cap: int) -> None:
     n = s.t.shape[0]
     if n < 2:
         return
-    lim = math.log(ratio)
-    lc = np.log(s.v[3])
-    at = np.flatnonzero(np.abs(np.diff(lc)) > lim) + 1
+    c = s.v[3]
+    at = np.flatnonzero((c[1:] > c[:-1] * ratio) | (c[1:] * ratio < c[:-1])) + 1
     if at.size == 0:
         return
     o, h, l, c, vol = (a.copy() for a in s.v)
