@@ -1,5 +1,5 @@
 """GREEN in the runtime: the Nautilus replay trades both legs, sized by the capital arbiter, trade for trade as the
-backtest on the same REAL bars (spot-5m-2024, 2024-02-26 .. 2024-03-06 with its warm-up tail).
+backtest on the same REAL bars (spot-5m-2024, 2024-02-26 .. 2024-02-29 with its warm-up tail: 9 LONG and 4 SHORT trades).
 
 The LONG leg has NOT passed its gate (see the LONG gate's records): this configuration is built in code for the
 parity check only (the load-time gate applies to loaders: CLI, Dagster, runtime command); it proves the runtime
@@ -19,7 +19,7 @@ from runtime.arbiter import LiveArbiter
 from runtime.parity import compare
 from runtime.replay import run_replay, warmup_bars
 
-START, END = parse_time("2024-02-26"), parse_time("2024-03-06") + DAY_MS - 1
+START, END = parse_time("2024-02-26"), parse_time("2024-02-29") + DAY_MS - 1
 GREEN_BOTH = GREEN_CFG.with_(long_enabled=True)  # TEST-ONLY: LONG unvalidated, parity check only
 
 
