@@ -9,6 +9,7 @@ from dolphin_assets.assets.market import eigen_scans, market_bars, vol_regime
 from dolphin_assets.assets.risk import RISK_ASSETS, acb_day_job, exf_day_job, mc_envelope_job
 from dolphin_assets.checks import (FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks,
                                    exf_checks)
+from dolphin_assets.execution import executor_from_env
 from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
 from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
 from dolphin_assets.risk_sensors import watchdog_sensor
@@ -52,5 +53,6 @@ defs = Definitions(
     sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor,
              alert_on_run_failure, alert_on_asset_checks],
     resources=resources(),
-    executor=EXECUTOR,
+    # DOLPHIN_EXECUTOR=dask + DOLPHIN_DASK_SCHEDULER: the steps run on a dask cluster (dolphin_assets.execution)
+    executor=executor_from_env(EXECUTOR),
 )
