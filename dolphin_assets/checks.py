@@ -4,8 +4,8 @@
   with bad scans does not reach the engine.
 - ``daily_pnl_blue``: every DESIGN.md floor on the window (10 or 55 days) ending at the partition, from
   the capital ledger's daily table (dolphin.metrics.evaluate_floors_at). Severity ERROR when the floor
-  fails (with the real value), WARN when the chain has fewer days than the window (N/A: not shown to
-  pass). Not blocking: the ledger export and the hot copy go on regardless -- a failed floor is a
+  fails (with the real value); a floor whose window the chain does not fill yet (N/A) yields no result,
+  so Dagster shows it SKIPPED (neither passed nor failed). Not blocking: the ledger export and the hot copy go on regardless -- a failed floor is a
   verdict on the strategy, not a reason to lose the day's bookkeeping.
 - Freshness: ``daily_pnl_blue``'s latest partition must exist by 01:00 UTC (the paper day runs at
   00:05): ``build_time_partition_freshness_checks``, evaluated every 10 minutes by its sensor (not part
@@ -132,16 +132,31 @@ def floor_check_results(report, asset_key: str = "daily_pnl_blue") -> list:
     return out
 
 
+def applicable_floor_results(report, log, asset_key: str = "daily_pnl_blue") -> list:
+    """The results of the floors that have a complete window; an N/A floor (fewer chain days than its
+    window) yields no result, so Dagster shows that check SKIPPED for the day (not failed, not passed);
+    the log names it and why."""
+    out = []
+    for f, r in zip(report.floors, floor_check_results(report, asset_key)):
+        if f.status == "N/A":
+            log.info(f"{r.check_name}: skipped: the chain has {f.n_days} day(s), the window needs "
+                     f"{f.spec.window_days}")
+            continue
+        out.append(r)
+    return out
+
+
 @multi_asset_check(
     specs=_specs("daily_pnl_blue", [floor_check_name(s) for s in FLOORS], False,
                  [f"DESIGN.md floor: {s.label} {s.rule} on the {s.window_days}-day window ending at the partition"
                   for s in FLOORS]),
+    can_subset=True,  # an N/A floor yields nothing: Dagster shows it skipped
 )
 def daily_pnl_blue_floors(context: AssetCheckExecutionContext, ledger: Ledger):
     day = context.partition_key
     start = ledger.first_day()
     entries = [e for e in ledger.open().current(STRATEGY, upto=day) if e.day >= start]
-    yield from floor_check_results(floors_at(entries, day))
+    yield from applicable_floor_results(floors_at(entries, day), context.log)
 
 
 with warnings.catch_warnings():

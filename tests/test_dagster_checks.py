@@ -86,3 +86,16 @@ def test_failing_floor_fails_with_error_severity_and_real_value(tmp_path):
     assert not res["floor_win_rate_10d"].passed and res["floor_trades_10d"].passed  # 15 trades >= 5
     sharpe = res["floor_sharpe_55d"]
     assert not sharpe.passed and sharpe.severity == dg.AssetCheckSeverity.WARN and sharpe.metadata["status"].value == "N/A"
+    # the Dagster check yields only the floors with a complete window: the 55-day ones show SKIPPED
+    from dolphin_assets.checks import applicable_floor_results
+
+    class Log:
+        lines = []
+
+        def info(self, m):
+            self.lines.append(m)
+
+    log = Log()
+    got = {r.check_name for r in applicable_floor_results(floors_at(book.current("BLUE"), "2024-02-10"), log)}
+    assert got == set(res) - {"floor_sharpe_55d", "floor_max_drawdown_55d"}
+    assert any("floor_sharpe_55d: skipped" in m and "needs 55" in m for m in log.lines)
