@@ -530,6 +530,16 @@ def test_scan_out_is_a_file(capsys, state, small_set, tmp_path):
     state.unchanged((folder, digest))
 
 
+def test_scan_window_outside_the_data_refused(capsys, state, small_set, tmp_path):
+    folder, digest = small_set
+    out_dir = tmp_path / "never"
+    rc, out, err = _cli(capsys, "scan", "--data", str(folder), "--out", str(out_dir), "--start", "2030-01-01")
+    assert rc == 1 and err.startswith("dolphin: error: align: cannot infer the bar interval: every asset has fewer "
+                                      "than 2 bars in the window 2030-01-01 00:00:00 .. (data end)")
+    assert not out_dir.exists()
+    state.unchanged((folder, digest))
+
+
 def test_scan_after_a_killed_scan_cleans_up_and_says_incomplete(capsys, state, small_set, tmp_path):
     from dolphin.scanner.recovery import MARKER
 

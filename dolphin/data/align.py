@@ -196,7 +196,7 @@ def align(
     cap = rules.max_reported_timestamps
 
     series = [_sorted_series(sym, candles[sym], issues, cap) for sym in sorted(candles)]
-    bar_ms = _decide_bar(series, rules, issues, cap)
+    bar_ms = _decide_bar(series, rules, issues, cap, _window_text(start_ms, end_ms))
     series = [s for s in series if s is not None]
     offset = rules.offset_for(bar_ms)
 
@@ -258,7 +258,7 @@ def _sorted_series(sym: str, c: Candles, issues: list, cap: int) -> _Series:
     return _Series(sym, c, t, v, rows)
 
 
-def _decide_bar(series: list, rules: AlignRules, issues: list, cap: int) -> int:
+def _decide_bar(series: list, rules: AlignRules, issues: list, cap: int, window: str = "") -> int:
     intervals = {s.symbol: infer_bar_ms(s.t) for s in series}
     known = {k: v for k, v in intervals.items() if v is not None}
     if rules.bar_ms is not None:
@@ -267,7 +267,8 @@ def _decide_bar(series: list, rules: AlignRules, issues: list, cap: int) -> int:
         distinct = sorted(set(known.values()))
         if not distinct:
             raise DataError(
-                "align: cannot infer the bar interval (every asset has fewer than 2 bars); pass AlignRules(bar_ms=...)"
+                f"align: cannot infer the bar interval: every asset has fewer than 2 bars{window} (a window "
+                "outside the data?); pass --bar-ms / AlignRules(bar_ms=...)"
             )
         if len(distinct) > 1:
             groups = "; ".join(
