@@ -396,10 +396,11 @@ def _drop_bad_ticks(s: _Series, ratio: float, issues: list, cap: int) -> None:
     lim = math.log(ratio)
     _, h, l, c, _ = s.v  # rows are OHLC-consistent here (rule 4c): high is the bar's max, low its min
     # cheap screen without logs: the bar's range reaches beyond ratio x the previous or the next close
-    prev = np.r_[c[0], c[:-1]]
-    nxt = np.r_[c[1:], c[-1]]
-    cand = np.flatnonzero((h > prev * ratio) | (l * ratio < prev) | (h > nxt * ratio) | (l * ratio < nxt)
-                          | (h > l * ratio))
+    hr, lr = h / ratio, l * ratio
+    far = hr > l
+    far[1:] |= (hr[1:] > c[:-1]) | (lr[1:] < c[:-1])  # vs the previous close
+    far[:-1] |= (hr[:-1] > c[1:]) | (lr[:-1] < c[1:])  # vs the next close
+    cand = np.flatnonzero(far)
     if cand.size == 0:
         return
     lc = np.log(c)
