@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 
 from dagster import AssetObservation, DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
-from dolphin.store import StoreUnavailableError
+from dolphin.store import StoreUnavailableError, pnl_map, state_map
 from dolphin.store.rehydrate import (LOGGED, RESTORED, SENSOR_INTERVAL_S, SOURCE_ERROR, STORE_DOWN, PublishedLog,
                                      Sources, rehydrate, summary)
 from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir, _under_home
@@ -30,7 +30,7 @@ ASSET_OF = {**{k: a for k, a in LOGGED.items() if a != "watchdog_sensor"},
 
 def _asset_of(map_name: str, key: str) -> str | None:
     if map_name.startswith(("DOLPHIN_STATE_", "DOLPHIN_PNL_")):
-        return "capital_ledger_blue"
+        return "capital_ledger_green" if map_name.endswith("_GREEN") else "capital_ledger_blue"
     return ASSET_OF.get((map_name, key))
 
 
@@ -45,6 +45,11 @@ def evaluate(store_res: FeatureStoreResource, scan_dir: ScanDir, ledger: Ledger,
         return None, f"feature store unavailable, nothing checked: {e}"[:2000], [], json.dumps(prev)
     try:
         results = rehydrate(store, sources)
+        # GREEN's hot copy too, once the green chain has written ledger days (before that it has no keys)
+        green = Sources(sources.scan_dir, sources.ledger_path, sources.log, "GREEN")
+        own = (state_map("GREEN"), pnl_map("GREEN"))
+        if any(ex.map_name == own[1] for ex in green.expected()):
+            results += [r for r in rehydrate(store, green) if r.map_name in own]
     finally:
         store.close()
     took = time.perf_counter() - t0

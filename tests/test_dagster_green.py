@@ -128,3 +128,25 @@ def test_unvalidated_long_leg_is_refused_then_runs_with_a_test_only_record(world
                        f"where day = '{day}'")
     row = dict(zip(cols, rows[-1]))
     assert row["long_leg"] and row["weights_applied"] and row["w_short"] + row["w_long"] == pytest.approx(1.0)
+
+
+def test_rehydration_sensor_restores_greens_hot_copy(world):
+    """A store that lost GREEN's keys gets them back from the ledger on the next sensor tick."""
+    from dolphin.store import STATE_LATEST, open_store_from_env, pnl_map, state_map
+    from dolphin_assets.definitions import defs
+    from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
+
+    store = open_store_from_env()
+    before = {k: store.get(pnl_map("GREEN"), k) for k in store.keys(pnl_map("GREEN"))}
+    state = store.get(state_map("GREEN"), STATE_LATEST)
+    assert state is not None and set(before) >= set(DAYS)
+    store.delete(state_map("GREEN"), STATE_LATEST)
+    for k in before:
+        store.delete(pnl_map("GREEN"), k)
+    ctx = dg.build_sensor_context(definitions=defs, instance=dg.DagsterInstance.get(), resources=defs.resources)
+    out = store_rehydration_sensor(ctx)
+    assert "DOLPHIN_STATE_GREEN/latest" in out.skip_reason.skip_message
+    assert store.get(state_map("GREEN"), STATE_LATEST) == state
+    assert {k: store.get(pnl_map("GREEN"), k) for k in before} == before
+    assert {e.asset_key.to_user_string() for e in out.asset_events
+            if e.metadata["rehydrated"].value.startswith("DOLPHIN_")} >= {"capital_ledger_green"}
