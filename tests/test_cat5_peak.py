@@ -56,7 +56,7 @@ def test_runtime_cat5_uses_the_rolling_peak(tmp_path):
         store.close()
 
 
-def test_engine_checks_see_the_rolling_peak_of_the_marks_on_real_data():
+def test_engine_checks_see_the_rolling_peak_of_the_marks_on_real_data(tmp_path):
     from dolphin.data import load_panel
     from dolphin.engine.config import BLUE
     from dolphin.engine.inputs import RiskInputs
@@ -65,7 +65,7 @@ def test_engine_checks_see_the_rolling_peak_of_the_marks_on_real_data():
 
     path = resolve_kline_set("usdtm-5m-2023")
     panel = load_panel(path)
-    scans, _ = scans_cached(path, panel)
+    scans, _ = scans_cached(path, panel, cache_dir=tmp_path)
     cfg = BLUE.with_(capital_fraction=1.0)
     T = panel.n_bars
     checks = np.arange(0, T, 12)
