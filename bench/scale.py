@@ -26,6 +26,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# `python bench/scale.py` puts bench/ first on sys.path, where bench/runtime.py would shadow the runtime package
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 GOALS = {"rss50_mb": 500.0, "rss400_mb": 4096.0, "e2e400_s": 600.0}
 DAY_MS = 86_400_000
