@@ -71,21 +71,18 @@ def _tree_digest(root):
     return out
 
 
-@pytest.fixture
-def state(tmp_path, monkeypatch):
-    """A populated data home -- ledger (2 BLUE days, the second in 2 versions), warehouse rebuilt from it,
-    embedded feature store with a record, one scan file -- and a guard asserting none of it changed."""
+@pytest.fixture(scope="module")
+def populated_home(tmp_path_factory):
+    """A populated data home, built once -- ledger (2 BLUE days, the second in 2 versions), warehouse rebuilt
+    from it, embedded feature store with a record, one scan file -- copied for each case."""
     from dolphin.engine.state import EngineState
     from dolphin.ledger import CapitalLedger, DayRecord
     from dolphin.store import FEATURES, SCAN_LATEST, Record
     from dolphin.store.embedded import EmbeddedStore
     from dolphin.warehouse import rebuild
 
-    home = tmp_path / "home"
+    home = tmp_path_factory.mktemp("template") / "home"
     home.mkdir()
-    monkeypatch.setenv("DOLPHIN_HOME", str(home))
-    for k in ("DOLPHIN_FEATURE_STORE", "DOLPHIN_HZ_MEMBERS", "DOLPHIN_HZ_CLUSTER", "DOLPHIN_WAREHOUSE"):
-        monkeypatch.delenv(k, raising=False)
     book = CapitalLedger(home / "ledger" / "ledger.sqlite")
     s0 = EngineState.fresh(10_000.0).to_dict()
     s1 = EngineState(capital=10_250.0, as_of_ms=parse_time("2024-01-02") - 1).to_dict()
@@ -103,7 +100,21 @@ def state(tmp_path, monkeypatch):
     store.close()
     (home / "scans" / "2024-01-02").mkdir(parents=True)
     (home / "scans" / "2024-01-02" / "scan_1704239700000.arrow").write_bytes(b"a scan file")
-    before = _tree_digest(home)
+    return home, _tree_digest(home)
+
+
+@pytest.fixture
+def state(tmp_path, monkeypatch, populated_home):
+    """This case's copy of the populated data home, and a guard asserting none of it changed."""
+    import shutil
+
+    template, before = populated_home
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    monkeypatch.setenv("DOLPHIN_HOME", str(home))
+    for k in ("DOLPHIN_FEATURE_STORE", "DOLPHIN_HZ_MEMBERS", "DOLPHIN_HZ_CLUSTER", "DOLPHIN_WAREHOUSE"):
+        monkeypatch.delenv(k, raising=False)
+    assert _tree_digest(home) == before
 
     class Guard:
         root = home
