@@ -130,3 +130,8 @@ def test_drawdown_floor_on_the_per_bar_series_synthetic_equity():
     assert eod["max_drawdown"].worst_value == 0.0 and eod["max_drawdown"].status == "PASS"
     assert bar["max_drawdown"].worst_value == pytest.approx(0.30) and bar["max_drawdown"].status == "FAIL"
     assert (eod.dd_series, bar.dd_series) == ("end-of-day equity", "per-bar equity")
+
+
+def test_cli_refuses_5m_bar_counts_on_1h_data(home, capsys):
+    assert main(["validate", "--data", "mixed-1h-2022-2026", "--fixed"]) == 1
+    assert "bar counts are for 5m bars" in capsys.readouterr().err

@@ -117,6 +117,9 @@ def cmd_validate(args) -> int:
     from dolphin.timeutil import fmt_ms
 
     cfg = load_config(args.config)
+    from dolphin.engine.cli import _check_bar_size
+
+    _check_bar_size(cfg, args)  # the same refusal as dolphin backtest: 5m bar counts on 1h data are another strategy
     if args.max_trade_loss is not None:
         cfg = cfg.with_(max_trade_loss=args.max_trade_loss)
     leg = args.leg or ("long" if cfg.direction == "long_only" else "short")
