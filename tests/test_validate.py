@@ -109,6 +109,7 @@ def test_cli_fixed_writes_record_and_a_readable_report(home, capsys):
     text = capsys.readouterr().out
     assert "walk-forward on usdtm-5m-2023" in text and "deflated Sharpe" in text
     assert "skipped: N/A" in text  # floors without a complete window are skipped, not failed
+    assert "N = 1 trial" in text and "upper bound" in text
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o644
     html = out.read_text()
     assert 'id="folds"' in html and 'id="gate"' in html and "Out-of-sample (walk-forward)" in html

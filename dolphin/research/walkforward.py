@@ -326,6 +326,10 @@ def walk_forward(panel, scans, base: EngineConfig, *, data: str = "", folds: int
     m = compute_metrics(trades, ts, eq, init, bar_ms=panel.bar_ms)
     daily = daily_table(trades, ts, eq, init)
     floors = evaluate_floors(daily, trades, bars=(ts, eq))  # drawdown floor on the metric's per-bar series
+    if fixed:
+        notes.append("fixed configuration: the deflated Sharpe counts N = 1 trial here; whatever selection made "
+                     "this configuration elsewhere (e.g. a preset's calibration grid) is not counted, so the DSR is "
+                     "an upper bound")
     var_pool = float(np.var(sr_pool, ddof=1)) if len(sr_pool) > 1 else 0.0
     dsr = deflated_sharpe(daily["return"].to_numpy(float), max(n_trials, 1), var_pool)
     dd = _worst_window_dd(ts, eq, init, panel.bar_ms)
