@@ -1,7 +1,6 @@
 """The operator's manual safety override (dolphin.survival.override): audited in the ledger, expires by
 itself, honoured by the runtime's risk source (bar clock, a real embedded store), shown by `dolphin status`."""
 
-import sqlite3
 from datetime import datetime, timedelta, timezone
 
 import pytest

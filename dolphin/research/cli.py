@@ -75,7 +75,6 @@ def summary_lines(wf) -> list:
 def validation_section(wf, gate: dict, rec_path) -> str:
     from dolphin.report.svg import Chart
 
-    ft = wf.fold_table()
     head = "".join(f"<th>{escape(h)}</th>" for h in FOLD_HEAD)
     body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in fold_rows(wf))
     # per-fold bars: out-of-sample ROI of each test window, placed at the window's middle
@@ -114,7 +113,6 @@ def cmd_validate(args) -> int:
     from dolphin.report.html import ReportData
     from dolphin.research.records import ValidationRecord, code_version, config_hash, data_fingerprint, save_record
     from dolphin.research.walkforward import ValidationError, walk_forward
-    from dolphin.timeutil import fmt_ms
 
     cfg = load_config(args.config)
     from dolphin.engine.cli import _check_bar_size
@@ -193,7 +191,6 @@ def cmd_validate(args) -> int:
         data_home() / "reports" / f"validate_{name}_{cfg.name.lower()}_{suffix}_{config_hash(params)[:8]}.html")
     write_report(rd, out)
     print(f"report: {out.resolve()}")
-    _ = fmt_ms
     return 0
 
 
