@@ -118,23 +118,6 @@ def child_env(**extra) -> dict:
     return env
 
 
-def write_history(out: Path, data: str, symbols, start_ms: int, bars: int) -> Path:
-    """The recorded bars just before ``start_ms`` (the venue's first replayed bar), one Parquet per symbol:
-    the runtime's warm-up (``--history``)."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from dolphin.paths import resolve_kline_set
-
-    src = Path(resolve_kline_set(data))
-    out.mkdir(parents=True, exist_ok=True)
-    for s in symbols:
-        t = pq.read_table(src / f"{s}.parquet")
-        t = t.filter(pc.less(pc.cast(t.column("open_time"), "int64"), start_ms))
-        pq.write_table(t.slice(max(0, t.num_rows - bars)), out / f"{s}.parquet")
-    return out
-
-
 def publish_synthetic_risk_inputs(store, symbols) -> None:
     """Healthy survival-stack inputs stamped now (MC GREEN, DVOL 55, book quality 1.0): SYNTHETIC, for the demo
     and the system test (no live MC / ExF / order-book publisher runs here)."""
@@ -332,7 +315,7 @@ class Stack:
         import secrets
 
         self.home = Path(home)
-        self.symbols = tuple(sorted(symbols))  # the order load_panel gives the runtime's --history
+        self.symbols = tuple(sorted(symbols))  # the runtime's order (sorted, as load_panel gives the backtest)
         self.logdir = self.home / "demo" / "logs"
         self.logdir.mkdir(parents=True, exist_ok=True)
         # every process of this stack (and its descendants) carries this in its environment: stop() finds any
@@ -380,7 +363,6 @@ class Stack:
 
     def start(self) -> "Stack":
         from dolphin.engine.config import BLUE
-        from dolphin.timeutil import parse_time
         from runtime.replay import warmup_bars
 
         t0 = time.monotonic()
@@ -389,12 +371,11 @@ class Stack:
         if self.dagster:  # first: the slowest to come up (~20 s), it starts while the venue loads its data
             self.procs["dagster"] = Proc("dagster", [sys.executable, "-m", "dolphin_assets.dev", "--port",
                                                      str(self.dagster_port)], self.env, self.logdir)
-        start_ms = parse_time(sp["start"])
-        hist = write_history(self.home / "demo" / "history", sp["data"], self.symbols, start_ms,
-                             warmup_bars(BLUE) + 10)
         self.procs["venue"] = Proc("venue", py + [
             "venue", "--data", sp["data"], "--port", str(sp["port"]), "--symbols", ",".join(self.symbols),
-            "--start", sp["start"], "--days", str(sp["days"]), "--speed", str(sp["speed"]), "--hold", "1.0"],
+            "--start", sp["start"], "--days", str(sp["days"]), "--speed", str(sp["speed"]), "--hold", "1.0",
+            # the runtime warms up from the venue's REST klines, as after any restart in production
+            "--history-bars", str(warmup_bars(BLUE) + 10)],
             self.env, self.logdir)
         self.port = int(self._wait_for(self.procs["venue"], r"listening on http://127\.0\.0\.1:(\d+)", 120).group(1))
         self.procs["bridge"] = Proc("bridge", [sys.executable, "-m", "dolphin.bridge"], self.env, self.logdir)
@@ -404,7 +385,7 @@ class Stack:
         self._check_abort()
         self.procs["runtime"] = Proc("runtime", py + [
             "runtime", self.mode, "--base-url", f"http://127.0.0.1:{self.port}", "--symbols", ",".join(self.symbols),
-            "--history", str(hist), "--risk", "store", *sp["runtime_args"]],
+            "--history", "venue", "--risk", "store", *sp["runtime_args"]],
             self.env, self.logdir)
         self.timings["runtime_started"] = time.monotonic() - t0
         return self

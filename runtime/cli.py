@@ -35,7 +35,8 @@ def register(sub) -> None:
         n.add_argument("--symbols", default=None, help="comma-separated USDT-M symbols (default: BTC ETH SOL XRP DOGE)")
         n.add_argument("--config", default=None, help="engine preset (blue, green) or YAML file")
         n.add_argument("--history", default=None,
-                       help="recorded candle set whose last bars warm the scanner/regime "
+                       help="'venue': warm the scanner/regime from the venue's REST klines up to the last "
+                            "closed bar (restarts after a gap); or a recorded candle set whose last bars do it "
                             "(must end where live bars start)")
         n.add_argument("--capital", type=float, default=None,
                        help="starting capital (default: the config's initial capital)")
@@ -128,9 +129,74 @@ def cmd_paper(args) -> int:
     return 0
 
 
+class _StopGuard:
+    """SIGTERM / SIGINT from the first line of `dolphin runtime sandbox|live` to the end.
+
+    Nautilus runs its node on uvloop, whose signal handlers only work while the loop runs: a SIGTERM that
+    arrived while the node was being built was dropped (measured: a restart sent SIGTERM 0.2 s after its
+    warm-up never stopped). And ``node.stop()`` while the node is still starting (connecting, reconciling) is
+    lost: the start-up carries on and the node runs. So: the two signals are blocked in the main thread (and
+    the threads it starts) and recorded by a handler of ours in case another thread takes one; the handler is
+    put back right after Nautilus replaced it (``on_constructed``); the start-up checks between its steps and
+    stops cleanly; once the loop runs, its handler is armed, the signals unblocked (a pending one arrives then),
+    and the node is stopped as soon as its trader is running (at most ``START_WAIT_S`` later)."""
+
+    START_WAIT_S = 60.0
+
+    def __init__(self):
+        import signal
+
+        self._signal = signal
+        self.sigs = {signal.SIGTERM, signal.SIGINT}
+        self.got = None
+        self.record()
+        signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs)
+
+    def record(self, node=None) -> None:
+        for s in self.sigs:
+            self._signal.signal(s, self._record)
+
+    def _record(self, signum, frame) -> None:
+        self.got = self.got or self._signal.Signals(signum)
+
+    def pending(self) -> bool:
+        got = (self._signal.sigpending() & self.sigs) | ({self.got} if self.got else set())
+        if got:
+            print(f"dolphin runtime: {', '.join(sorted(s.name for s in got))} received during start-up: stopping",
+                  file=sys.stderr, flush=True)
+        return bool(got)
+
+    def install(self, node) -> None:
+        """Before ``node.run()``: arm the loop's handlers when it runs, then let the signals in."""
+        loop, signal = node.get_event_loop(), self._signal
+
+        def on_signal(sig):
+            print(f"dolphin runtime: {sig.name} received: stopping the node", file=sys.stderr, flush=True)
+            for s in self.sigs:  # one stop; a second signal does not interrupt the shutdown
+                loop.remove_signal_handler(s)
+            stop_when_started(loop.time() + self.START_WAIT_S)
+
+        def stop_when_started(deadline):
+            if node.trader.is_running or loop.time() >= deadline:
+                node.stop()
+            else:
+                loop.call_later(0.1, stop_when_started, deadline)
+
+        def arm():
+            for s in self.sigs:
+                loop.add_signal_handler(s, on_signal, s)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.sigs)
+            if self.got:  # taken by another thread while the loop was not running
+                on_signal(self.got)
+
+        loop.call_soon(arm)
+
+
 def cmd_node(args) -> int:
     from dolphin.engine.config import load_config
     from runtime.nodes import DEFAULT_SYMBOLS, NodeConfigError, NodeSettings
+
+    guard = _StopGuard() if not args.dry_run else None
 
     cfg = load_config(args.config)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
@@ -149,18 +215,38 @@ def cmd_node(args) -> int:
         return ctx
     sink, risk_source, capital, adopt = ctx
     try:
-        return _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt)
+        if guard is not None and guard.pending():
+            return 0
+        return _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt, guard)
     finally:
         if risk_source is not None:  # stop its refresher / publisher threads, then the store
             risk_source.close()
             risk_source.store.close()
 
 
-def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt) -> int:
+def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, adopt, guard=None) -> int:
     from runtime.nodes import CredentialsError, build_node, missing_credentials, node_endpoints
 
     history = None
-    if args.history:
+    if args.history == "venue" and not args.dry_run:
+        from runtime.nodes import node_endpoints
+        from runtime.replay import warmup_bars
+        from dolphin.timeutil import fmt_ms
+        from runtime.warmup import WarmupError, venue_history
+
+        http = node_endpoints(settings)["http"]
+        t0 = time.monotonic()
+        try:
+            history = venue_history(http, symbols, settings.bar_ms, warmup_bars(cfg))
+        except WarmupError as e:
+            print(f"dolphin runtime {args.mode}: warm-up failed: {e}", file=sys.stderr)
+            return 2
+        print(f"warm-up: {history.n_bars} bars per symbol from {http}/fapi/v1/klines, "
+              f"{fmt_ms(int(history.open_time[0]))} .. {fmt_ms(int(history.close_time[-1]))} "
+              f"({time.monotonic() - t0:.1f} s)", flush=True)
+        if guard is not None and guard.pending():
+            return 0
+    elif args.history and args.history != "venue":
         from dolphin.data import load_panel
         from runtime.replay import warmup_bars
 
@@ -172,7 +258,7 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, ado
               f"`dolphin runtime {args.mode}` without --dry-run refuses to start without them", file=sys.stderr)
     try:
         node = build_node(settings, history=history, capital=capital, risk_source=risk_source, journal=sink,
-                          dry_run=args.dry_run, adopt=adopt)
+                          dry_run=args.dry_run, adopt=adopt, on_constructed=guard.record if guard else None)
     except CredentialsError as e:
         print(f"dolphin: error: {e}", file=sys.stderr)
         return 2
@@ -180,7 +266,7 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, ado
     what = ("simulated fills (sandbox)" if args.mode == "sandbox" else f"REAL orders on Binance {where}")
     print(f"{cfg.name} {args.mode} node built: Binance USDT-M {where} market data, {what}; "
           f"{len(symbols)} instruments: {', '.join(symbols)}; "
-          f"warm-up: {'from ' + args.history if history is not None else 'none (entries wait for a warm regime)'}")
+          f"warm-up: {_warmup_text(args, history)}")
     ep = node_endpoints(settings)
     print(f"endpoints ({_endpoints_origin(ep)}): REST {ep['http']}; WebSocket klines {ep['ws_market']}, "
           f"depth {ep['ws_public']}" + (f", user data {ep['ws_private']}" if args.mode == "live" else ""))
@@ -190,11 +276,24 @@ def _build_and_run(args, cfg, settings, symbols, sink, risk_source, capital, ado
         print("dry run: not connecting, no orders")
         node.dispose()
         return 0
+    if guard is not None:
+        if guard.pending():  # stopped while warming up or building: never connect
+            node.dispose()
+            return 0
+        guard.install(node)
     try:
         node.run()
     finally:
         node.dispose()
     return 0
+
+
+def _warmup_text(args, history) -> str:
+    if history is not None:
+        return f"{history.n_bars} bars from {'the venue' if args.history == 'venue' else args.history}"
+    if args.history == "venue":
+        return "from the venue's klines at start (not fetched in a dry run)"
+    return "none (entries wait for a warm regime)"
 
 
 ENDPOINT_ENV = {"base_url": "DOLPHIN_BINANCE_BASE_URL", "http_url": "DOLPHIN_BINANCE_HTTP_URL",

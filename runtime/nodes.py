@@ -214,7 +214,8 @@ def adapter_endpoints(testnet: bool) -> dict:
             "ws_private": get_ws_private_base_url(acct, env, False)}
 
 
-def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None, adopt=None):
+def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capital=None, journal=None, adopt=None,
+                 gap_filler=None):
     from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
 
     # live: orders at the venue that Nautilus's start-up reconciliation finds (a take-profit resting from before a
@@ -224,7 +225,7 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
                                  engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms),
                                  external_order_claims=claims)
     strategy = DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal,
-                               adopt=adopt)
+                               adopt=adopt, gap_filler=gap_filler)
     if settings.scan_files:
         from runtime.scan_files import ScanFileWriter
 
@@ -233,11 +234,12 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
 
 
 def build_node(settings: NodeSettings, *, risk_source=None, history=None, capital=None, loop=None, journal=None,
-               dry_run: bool = False, adopt=None):
+               dry_run: bool = False, adopt=None, on_constructed=None):
     """Check credentials, construct and build the node with its DolphinStrategy. Does not connect:
     the caller runs it (``node.run()``) and disposes it (``node.dispose()``, which closes its loop,
     hence a fresh event loop per node). ``dry_run``: the node will not be run, so missing credentials
-    do not stop the build (placeholders; the caller warns with ``missing_credentials``)."""
+    do not stop the build (placeholders; the caller warns with ``missing_credentials``). ``on_constructed``:
+    called right after the ``TradingNode`` exists, before its clients are built (the CLI's signal guard)."""
     missing = missing_credentials(settings)  # the adapter reads os.environ itself: check exactly that
     if not dry_run:
         check_credentials(settings)
@@ -251,6 +253,8 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
     if loop is None:
         loop = asyncio.new_event_loop()
     node = TradingNode(config=build_node_config(settings, placeholder_credentials=bool(missing)), loop=loop)
+    if on_constructed is not None:
+        on_constructed(node)
     node.add_data_client_factory(VENUE.value, BinanceLiveDataClientFactory)
     node.add_exec_client_factory(VENUE.value, BinanceLiveExecClientFactory if settings.mode == "live"
                                  else SandboxLiveExecClientFactory)
@@ -259,6 +263,10 @@ def build_node(settings: NodeSettings, *, risk_source=None, history=None, capita
         from runtime.sandbox_feed import sandbox_market_feed
 
         node.trader.add_actor(sandbox_market_feed(settings.symbols, settings.bar_ms))
+    from runtime.warmup import VenueGapFiller
+
+    # bars the kline stream skipped (a restart racing a bar close, a dropped connection) come from the venue's REST
+    filler = VenueGapFiller(node_endpoints(settings)["http"], settings.symbols, settings.bar_ms)
     node.trader.add_strategy(strategy_for(settings, risk_source=risk_source, history=history, capital=capital,
-                                          journal=journal, adopt=adopt))
+                                          journal=journal, adopt=adopt, gap_filler=filler))
     return node

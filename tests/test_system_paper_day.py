@@ -7,8 +7,8 @@ The same stack as `dolphin demo` (``dolphin.demo.Stack``) without Dagster; each 
   joins the first replayed bar;
 - `dolphin bridge` (scan files -> scan_latest, DOLPHIN_SCAN_EVENTS, acb_state);
 - `dolphin runtime sandbox` reaching the venue by configuration only (`--base-url`), the survival stack from the
-  embedded feature store under a temporary DOLPHIN_HOME (`--risk store`), warmed up from the recorded bars just
-  before the venue's start (`--history`).
+  embedded feature store under a temporary DOLPHIN_HOME (`--risk store`), warmed up from the venue's REST klines up
+  to its last closed bar (`--history venue`).
 
 The test publishes SYNTHETIC healthy risk inputs into the store (``dolphin.demo.RiskFeed``: MC GREEN, DVOL,
 order-book quality, refreshed every 2 s; no live publisher of these runs here) and asserts: bars reach the runtime (one scan file per bar close), it trades
@@ -90,6 +90,7 @@ def test_paper_day_whole_stack(mode, home_store):
     # bars reached the runtime: one scan file per decided bar close (29 replayed bars)
     assert len(scans) >= 28, (len(scans), rt_log[-4000:])
     assert "no market" not in rt_log and "OrderRejected" not in rt_log, rt_log[-6000:]
+    assert "warm-up: 2817 bars per symbol from" in rt_log and "restart cold" not in rt_log, rt_log[-6000:]
     # it trades as the backtest does on the same bars: the same entry (bar, asset, side) and exit (TP)
     assert [e.role for e in fills] == ["entry", "tp"], (fills, rt_log[-6000:])
     k = bt.iloc[0]
@@ -285,6 +286,10 @@ def test_sigkill_mid_trade_restart_reconciles_and_loses_or_doubles_no_fill(case,
     if mode == "live":
         assert int(bt.exit_time) - 300_000 <= fills[1].ts_ns // 1_000_000 < int(bt.exit_time), (fills[1], bt)
         assert float(pos[0]["positionAmt"]) == 0.0 and orders == [], (pos, orders)
+    # the restart warmed up from the venue's klines at that time (bars that closed while it started: backfilled),
+    # so its scanner and regime continued: no cold restart
+    feed_lines = [ln[-300:] for ln in out.splitlines() if any(w in ln for w in ("warm-up", "gap in the bar", "backfill"))]
+    assert "warm-up: 2817 bars per symbol from" in out and "restart cold" not in out, (feed_lines, out[-3000:])
     if case == "live-adopt":
         assert "adopting ETHUSDT short" in out and "take-profit kept" in out, out[-4000:]
         assert "not reconciled into this strategy" not in out, out[-4000:]
