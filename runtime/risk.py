@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from dolphin.acb import AcbState
+from dolphin.book.features import BOOK_HEALTHY, cat3_inputs
 from dolphin.engine.config import APEX, GREEN, MC_NAMES, ORANGE, POSTURE_NAMES, RED
 from dolphin.mc.forewarner import MCEnvelope
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SYSTEM_HEALTH, Record,
@@ -92,7 +93,7 @@ class StoreInputs:
     acb: tuple | None = None  # (boost, timestamp ms)
     mc: tuple | None = None  # (status code, timestamp ms)
     exf: tuple | None = None  # (timestamp text, timestamp ms, dvol_btc or None)
-    book: tuple | None = None  # (min depth quality, min fill prob, oldest timestamp ms, newest timestamp ms)
+    book: dict | None = None  # symbol -> (depth quality, fill prob, timestamp ms) of each asset_<SYMBOL>_ob read
     error: str = ""
 
 
@@ -182,6 +183,7 @@ class StoreRiskSource:
         self.peak = peak  # Cat5's reference equity at the last check (rolling window, see _drawdown)
         self._rolling = None
         self.last = None  # the last PostureDecision
+        self._books = ({}, 0)  # (symbol -> fresh book, check time ms) of the last check: book_healthy()
         # the operator's manual override (dolphin.survival.override), read from this ledger file at each check
         self.override_ledger, self.override = override_ledger, None
         self.publish_failures = 0
@@ -262,17 +264,23 @@ class StoreRiskSource:
         self.malformed.pop(key, None)
         return out
 
-    def _read_book(self):
-        depth, fill, first, last = [], [], None, None
+    def _read_book(self) -> dict:
+        out = {}
         for s in self.symbols:
             b = self._input(asset_ob_key(s), _parse_book)
-            if b is None:
-                return None
-            depth.append(b[0])
-            fill.append(b[1])
-            first = b[2] if first is None else min(first, b[2])
-            last = b[2] if last is None else max(last, b[2])
-        return (min(depth), min(fill), first, last) if depth else None
+            if b is not None:
+                out[s] = b
+        return out
+
+    def book_healthy(self, symbol: str) -> bool:
+        """At the last check: ``symbol``'s book was fresh (<= ``ob_max_age_s``) and both its depth quality and fill
+        probability were at least ``BOOK_HEALTHY``: an orderly (maker) exit is likely to fill. The strategy asks
+        this when it exits on a posture change or an adverse turn; no book, a stale one or a thin one -> False
+        (market exit)."""
+        books, at_ms = self._books
+        b = books.get(symbol)
+        return (b is not None and (at_ms - b[2]) / 1000.0 <= self.cfg.ob_max_age_s
+                and min(b[0], b[1]) >= BOOK_HEALTHY)
 
     def fetch(self) -> StoreInputs:
         """Read every input from the store once (no ages, no state change besides malformed reports)."""
@@ -370,9 +378,16 @@ class StoreRiskSource:
                 if seen != self._dvol_seen and (self.dvol.last_ts is None or t > self.dvol.last_ts):
                     self.dvol.update(t, exf[2])
                 self._dvol_seen = seen
-            book = inputs.book
-            if book is not None and self._known("asset_*_ob", book[3], now_ms):
-                depth, fill, ob_age = book[0], book[1], max(0.0, (now_ms - book[2]) / 1000.0)
+            # Cat3: medians over the assets with a fresh book (dolphin.book.features.cat3_inputs, the backtest's
+            # rule); a book stamped after the decision is not used
+            books = {s: b for s, b in (inputs.book or {}).items() if self._known(asset_ob_key(s), b[2], now_ms)}
+            self._books = (books, now_ms)
+            if self.symbols:
+                got = [books.get(s) for s in self.symbols]
+                depth, fill, ob_age = cat3_inputs(
+                    [math.nan if b is None else b[0] for b in got], [math.nan if b is None else b[1] for b in got],
+                    [math.inf if b is None else max(0.0, (now_ms - b[2]) / 1000.0) for b in got],
+                    self.cfg.ob_max_age_s)
             # never ask before the last value fed (the wall clock may step back)
             since_spike = self.dvol.minutes_since_spike(max(now_ms, self.dvol.last_ts or now_ms))
         survival = SurvivalInputs(store_reachable=reachable, heartbeat_age_s=0.0, mc_status=mc_code,

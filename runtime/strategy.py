@@ -50,6 +50,10 @@ from runtime.instruments import bar_type, instrument_id, to_float
 from runtime.market import MarketState
 from runtime.risk import DefaultRiskSource, RiskSource
 
+# exits that may wait one bar for a maker fill when the book is healthy (the seed's orderly exit); the rest
+# (HIBERNATE, max hold, end of data) leave at market
+_ORDERLY_EXITS = (K.R_POSTURE, K.R_ACB)
+
 __all__ = ["DolphinStrategy", "DolphinStrategyConfig", "FundingSchedule", "RuntimeLog", "NS_PER_MS"]
 
 
@@ -135,6 +139,7 @@ class DolphinStrategy(Strategy):
         self.market = MarketState(self.symbols, self.bar_ms, self.cfg, self.p)
         self._last_close_ms = None
         self._tp_order = self._exit_order = None
+        self._maker_exit_at = None  # bar close at which a maker (orderly) exit was placed
         self._roles = {}  # client_order_id -> "entry" | "tp" | "exit" | "restore"
         self._adopt = adopt
         self._gap_filler = gap_filler
@@ -239,6 +244,12 @@ class DolphinStrategy(Strategy):
         if ac.pending is not None and ac.pending.limit and ac.pending.filled_qty == 0.0:
             self._cancel(ac.pending.order)
             ac.pending = None
+        if self._maker_exit_at is not None:  # an orderly exit not filled within its bar: the rest at market
+            self._maker_exit_at = None
+            o = self._exit_order and (self.cache.order(self._exit_order.client_order_id) or self._exit_order)
+            if o is not None and not o.is_closed and ac.trade is not None:
+                self._cancel(o)
+                self._exit(ac.exit_reason, maker=False)
         ac.charge_funding(t, open_ms, self.bars.open)
         if ac.closing_bar is not None:
             self._finalise()
@@ -326,15 +337,33 @@ class DolphinStrategy(Strategy):
         self._tp_order = order
         self._submit(order, "tp")
 
-    def _exit(self, reason: int) -> None:
+    def _exit(self, reason: int, maker: bool | None = None) -> None:
+        """Close the position. Orderly exits (a posture change, an adverse turn) rest a reduce-only LIMIT at the
+        last close when the asset's book is healthy (the risk source's ``book_healthy``: fresh, deep enough to
+        be filled) and fall back to market at the next bar close if it has not filled; every other exit, and
+        any exit without a healthy book, is a reduce-only MARKET order (the seed's duress exit)."""
         tr = self.acct.trade
         if self._tp_order is not None:
             self._cancel(self._tp_order)
             self._tp_order = None
         left = tr.qty - tr.closed_qty
         inst = self._instr[tr.asset]
-        order = self.order_factory.market(self.ids[tr.asset], OrderSide.BUY if tr.side < 0 else OrderSide.SELL,
-                                          inst.make_qty(left), reduce_only=True, tags=[_REASON_NAMES[reason].upper()])
+        side = OrderSide.BUY if tr.side < 0 else OrderSide.SELL
+        if maker is None:
+            healthy = getattr(self.risk_source, "book_healthy", None)
+            maker = reason in _ORDERLY_EXITS and healthy is not None and healthy(self.symbols[tr.asset])
+        if maker:
+            px = inst.make_price(float(self.bars.close[tr.asset]))
+            order = self.order_factory.limit(self.ids[tr.asset], side, inst.make_qty(left), px,
+                                             time_in_force=TimeInForce.GTC, reduce_only=True,
+                                             tags=[_REASON_NAMES[reason].upper(), "MAKER"])
+            self._maker_exit_at = self._last_close_ms
+            self.log.info(f"orderly exit ({_REASON_NAMES[reason]}): {self.symbols[tr.asset]} book healthy, "
+                          f"reduce-only limit at {px}; market at the next bar close if not filled")
+        else:
+            order = self.order_factory.market(self.ids[tr.asset], side, inst.make_qty(left), reduce_only=True,
+                                              tags=[_REASON_NAMES[reason].upper()])
+            self._maker_exit_at = None
         self._exit_order = order
         self.acct.exit_reason = reason
         self._submit(order, "exit")

@@ -58,6 +58,9 @@ class ScriptedMarket:
     def rank(self, side):
         return 0
 
+    def leg_weight(self, side):
+        return 1.0
+
 
 def _panel(btc_ohlc):
     """Bars closing at T0 + (t + 1) * BAR_MS; ETH flat at 2000 (it never trades)."""
@@ -71,7 +74,19 @@ def _panel(btc_ohlc):
                            volume=np.ones((T, 2)))
 
 
-def _run(btc_ohlc, postures, *, delay_ms=(0, 0), drop=(), bar_timeout_ms=None, decided=None):
+class BookRiskSource(ScheduledRiskSource):
+    """The schedule plus a book-health answer (the live ``StoreRiskSource`` gives it from asset_<SYMBOL>_ob)."""
+
+    def __init__(self, close_ms, risk, healthy: bool):
+        super().__init__(close_ms, risk)
+        self.healthy, self.asked = healthy, []
+
+    def book_healthy(self, symbol):
+        self.asked.append(symbol)
+        return self.healthy
+
+
+def _run(btc_ohlc, postures, *, delay_ms=(0, 0), drop=(), bar_timeout_ms=None, decided=None, book=None):
     """Run the strategy over the bars with per-bar posture; return (engine, strategy, panel). The venue is
     configured as ``runtime.replay.run_replay`` configures it. ``delay_ms``: per symbol, how long after its
     close each bar is delivered (a feed behind the clock); ``drop``: (bar, symbol index) never delivered;
@@ -80,7 +95,8 @@ def _run(btc_ohlc, postures, *, delay_ms=(0, 0), drop=(), bar_timeout_ms=None, d
     panel = _panel(btc_ohlc)
     risk = RiskInputs.defaults(panel.n_bars)
     risk.posture[:] = postures
-    source = ScheduledRiskSource(panel.close_time, risk)
+    source = (ScheduledRiskSource(panel.close_time, risk) if book is None
+              else BookRiskSource(panel.close_time, risk, book))
     instruments = instruments_for_panel(panel, maker_fee=cfg.maker_fee, taker_fee=cfg.taker_fee,
                                         max_leverage=cfg.abs_max_leverage, maintenance_margin=cfg.maintenance_margin)
     engine = BacktestEngine(BacktestEngineConfig(trader_id="TESTER-001", run_analysis=False,
@@ -214,3 +230,49 @@ def test_bar_timeout_decides_an_incomplete_set_that_long_after_its_first_bar(eng
     assert [c for c, _ in decided] == [int(x) for x in panel.close_time]
     (late,) = [ns for c, ns in decided if c == panel.close_time[4]]
     assert late == _close_ns(panel, 4) + (60_000 + 20_000) * MS  # BTC's arrival + the timeout, not the next bar
+
+
+# a short entered at bar 3's open (101); bar 4 closes at 100.6 in STALKER (a posture change: orderly exit); the TP
+# (~100.04) is never reached
+EXIT_BARS = [(100, 101, 99, 100), (100, 101, 99, 100.5), (100.5, 101.5, 100, 101), (101, 101.2, 100.6, 100.8),
+             (100.8, 101.0, 100.4, 100.6)]
+EXIT_POSTURES = [APEX] * 4 + [STALKER] * 3
+
+
+def test_posture_exit_with_a_healthy_book_is_a_maker_limit_at_the_close(engines):
+    bars = EXIT_BARS + [(100.7, 100.9, 100.3, 100.5), (100.5, 100.8, 100.2, 100.4)]  # bar 5 trades through 100.6
+    engine, strat, panel = _run(bars, EXIT_POSTURES, book=True)
+    engines.append(engine)
+    entry, tp, exit_ = _orders(engine)
+    assert strat.risk_source.asked == ["BTCUSDT"]
+    assert tp.status == OrderStatus.CANCELED
+    assert exit_.order_type == OrderType.LIMIT and exit_.is_reduce_only and exit_.side == OrderSide.BUY
+    assert to_float(exit_.price) == 100.6 and exit_.ts_init == _close_ns(panel, 4)
+    assert exit_.status == OrderStatus.FILLED and exit_.liquidity_side == LiquiditySide.MAKER
+    assert to_float(exit_.avg_px) == 100.6 and _close_ns(panel, 4) < exit_.ts_last <= _close_ns(panel, 5)
+    (tr,) = strat.trades
+    assert tr["exit_reason"] == "posture_change" and tr["exit_price"] == pytest.approx(100.6)
+    assert not engine.cache.positions_open()
+
+
+def test_a_maker_exit_not_filled_within_its_bar_leaves_at_market(engines):
+    bars = EXIT_BARS + [(100.7, 100.9, 100.65, 100.8), (100.9, 101.0, 100.6, 100.7), (100.7, 100.9, 100.5, 100.6)]
+    engine, strat, panel = _run(bars, EXIT_POSTURES + [STALKER], book=True)
+    engines.append(engine)
+    entry, tp, maker, market = _orders(engine)
+    assert maker.order_type == OrderType.LIMIT and maker.status == OrderStatus.CANCELED
+    assert maker.ts_last == _close_ns(panel, 5)  # cancelled at the next bar close
+    assert market.order_type == OrderType.MARKET and market.is_reduce_only and market.ts_init == _close_ns(panel, 5)
+    assert market.status == OrderStatus.FILLED and market.quantity == entry.quantity
+    assert to_float(market.avg_px) == pytest.approx(100.9 * (1 + BLUE.slippage_bps * 1e-4), abs=1e-6)  # bar 6 open
+    (tr,) = strat.trades
+    assert tr["exit_reason"] == "posture_change" and not engine.cache.positions_open()
+
+
+def test_without_a_healthy_book_the_posture_exit_is_at_market(engines):
+    bars = EXIT_BARS + [(100.7, 100.9, 100.3, 100.5), (100.5, 100.8, 100.2, 100.4)]
+    engine, strat, panel = _run(bars, EXIT_POSTURES, book=False)
+    engines.append(engine)
+    entry, tp, exit_ = _orders(engine)
+    assert exit_.order_type == OrderType.MARKET and exit_.ts_init == _close_ns(panel, 4)
+    assert to_float(exit_.avg_px) == pytest.approx(100.7 * (1 + BLUE.slippage_bps * 1e-4), abs=1e-6)  # bar 5 open

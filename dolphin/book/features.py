@@ -71,7 +71,10 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
-__all__ = ["BandDepth", "BookParams", "BookState", "BookFeatures", "BookSideError", "band_from_levels",
+import numpy as np
+
+__all__ = ["cat3_inputs", "BOOK_HEALTHY", "BandDepth", "BookParams", "BookState", "BookFeatures", "BookSideError",
+           "band_from_levels",
            "band_from_cumulative", "mid_from_cumulative", "ewma", "imbalance", "depth_quality", "fill_prob",
            "agreement", "step", "DEFAULT_PARAMS"]
 
@@ -264,3 +267,28 @@ def step(state: BookState, band: BandDepth, mid: float | None, ts_ms: int,
                     ref_mid=state.ref_mid if mid is None else ewma(state.ref_mid, mid, dt_s, params.price_half_life_s),
                     ts_ms=ts_ms if state.ts_ms is None else max(state.ts_ms, ts_ms))
     return feats, new
+
+
+# a book is healthy enough for a maker (orderly) exit when both its depth quality and its fill probability are
+# at least this: depth not below half its own recent normal, and the thinner side of the 1 % band holds at least
+# ~54k USDT (fill_prob = exp(-37,500 / thin) >= 0.5), so a resting reduce-only limit is likely to be filled
+BOOK_HEALTHY = 0.5
+
+
+def cat3_inputs(depth_q, fill_p, age_s, max_age_s: float) -> tuple:
+    """The survival stack's Cat3 inputs from per-asset books, one rule for the runtime and the backtest:
+    ``(median depth_quality, median fill_prob, median age_s)`` over the assets whose book is at most
+    ``max_age_s`` old, or ``(None, None, None)`` (stale: Cat3 0.5) unless a majority of the assets has one.
+
+    Why the median over assets, not the minimum: Cat3 measures whether the market as a whole can be traded
+    (the seeds' microstructure category); a minimum over 50 assets is the thinnest alt's book, which is thin
+    almost always (on the backtest's book history Cat3 = min put the stack in TURTLE 98 % of the time). The
+    traded asset's own book decides its orderly vs duress exit (``BOOK_HEALTHY``) and feeds the ranking."""
+    d = np.asarray(depth_q, dtype=np.float64)
+    f = np.asarray(fill_p, dtype=np.float64)
+    a = np.asarray(age_s, dtype=np.float64)
+    ok = np.isfinite(d) & np.isfinite(f) & np.isfinite(a) & (a <= max_age_s)
+    n = d.size
+    if n == 0 or 2 * int(ok.sum()) <= n:
+        return None, None, None
+    return float(np.median(d[ok])), float(np.median(f[ok])), float(np.median(a[ok]))

@@ -161,18 +161,18 @@ class BookGrid:
         return out
 
     def cat3_inputs(self, bar: int, tradable_row: np.ndarray | None = None) -> tuple:
-        """(depth_quality, fill_prob, age_s) for the survival stack at bar ``bar``'s close, or (None, None, None)
-        when any tradable asset has no fresh book (the stack then counts the book as stale: Cat3 0.5)."""
+        """(depth_quality, fill_prob, age_s) for the survival stack at bar ``bar``'s close over the assets tradable
+        there (``dolphin.book.features.cat3_inputs``: medians over the fresh books; (None, None, None) = stale
+        unless a majority of them has one), the runtime's rule."""
+        from dolphin.book.features import cat3_inputs
+
         cols = np.arange(len(self.symbols)) if tradable_row is None else np.flatnonzero(tradable_row)
-        if cols.size == 0 or not bool(self.fresh[bar, cols].all()):
-            return None, None, None
-        return (float(self.depth_quality[bar, cols].min()), float(self.fill_prob[bar, cols].min()),
-                float(self.age_s[bar, cols].max()))
+        return cat3_inputs(self.depth_quality[bar, cols], self.fill_prob[bar, cols], self.age_s[bar, cols],
+                           self.max_age_s)
 
     def describe_cat3(self) -> str:
-        return (f"Cat3 from {self.source}: min depth quality / min fill prob over the assets tradable at the "
-                f"check, age of the oldest book; any tradable asset without a book <= {self.max_age_s:g} s old "
-                f"-> stale (0.5)")
+        return (f"Cat3 from {self.source}: median depth quality / fill prob over the tradable assets with a book "
+                f"<= {self.max_age_s:g} s old; no majority of them with one -> stale (0.5)")
 
 
 class BookFlowProvider:
