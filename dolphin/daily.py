@@ -68,6 +68,72 @@ def run_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equity: 
     return rec, res
 
 
+RISK_LAYER_CHOICES = ("full", "acb", "none")
+RISK_CARRY_KEY = "risk"  # EngineState.extra key of the carried risk state (in the ledger's closing_state)
+
+
+def day_boost(acb_state, scans, first_bar: int, carried: float, acb_cfg=None) -> np.ndarray:
+    """Per-bar ACB boost of a day panel: ``carried`` (the previous day's last boost) on the history rows, then
+    the day's daily state (``acb_state``, as of 00:00) updated scan by scan (``dolphin.acb.acb_on_scan``),
+    which is what ``dolphin.acb.boost_series`` computes in a backtest."""
+    from dolphin.acb import DEFAULT, acb_on_scan
+
+    cfg = acb_cfg or DEFAULT
+    v = np.asarray(scans.velocity[:, scans.window_index(750)], dtype=np.float64)
+    ts = np.asarray(scans.open_time, dtype=np.int64) + int(scans.bar_ms)
+    out = np.full(len(scans), float(carried))
+    st = acb_state
+    for i in range(first_bar, len(scans)):
+        st = acb_on_scan(st, float(v[i]), int(ts[i]), cfg)
+        out[i] = st.boost
+    return out
+
+
+def run_risk_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equity: float, layer: str = "full",
+                 acb_state=None, mc_envelopes: dict | None = None, exf=None, dvol=None, boost=None,
+                 leg_weights=None) -> tuple:
+    """``run_day`` under the risk layer ``layer`` (``dolphin.engine.risklayer.RiskLayers.preset``), carrying
+    the risk state (posture controller, Cat5 rolling peak, posture / Rm / Cats in force, last boost) from
+    the previous day in ``state.extra['risk']`` and storing the day's in the closing state's. Inputs as of
+    the day: ``acb_state`` (its 00:00 daily ACB state; the boost then follows the day's scans) or ``boost``
+    (T,), ``mc_envelopes`` {day ms: MCEnvelope | None} for the day and the next (the scan at the next
+    00:00 closes in the day), ``exf`` / ``dvol`` for Cat4 (see ``run_risk_backtest``).
+    Returns (DayRecord, RiskBacktestResult)."""
+    from dolphin.engine.risklayer import RiskLayers, run_risk_backtest
+
+    if layer not in RISK_LAYER_CHOICES:
+        raise ValueError(f"risk_layer must be one of {RISK_LAYER_CHOICES}, got {layer!r}")
+    check_day_panel(panel, day)
+    layers = RiskLayers.preset(layer)
+    carry = dict(state.extra.get(RISK_CARRY_KEY) or {})
+    if carry and carry.get("layers") != layers.describe():
+        raise ValueError(f"day {day}: the previous day ran with {carry.get('layers')!r}, this run asks for "
+                         f"{layers.describe()!r}; a chain keeps one risk layer (compare in a separate ledger, "
+                         f"or rebase from the chain's first day)")
+    if layers.acb and boost is None:
+        if acb_state is None:
+            raise ValueError(f"day {day}: the ACB layer needs the day's acb_state (or a boost series)")
+        boost = day_boost(acb_state, scans, panel.warmup_bars, carry.get("boost", 1.0))
+    if layers.mc and mc_envelopes is None:
+        raise ValueError(f"day {day}: the MC layer needs the envelopes of the day and the next")
+    rr = run_risk_backtest(panel, scans, cfg, layers=layers, exf=exf, dvol=dvol,
+                           trade_from_ms=day_start_ms(day) + panel.bar_ms, state=state, close_at_end=False,
+                           carry=carry or None, mc_envelopes=mc_envelopes, boost=boost, leg_weights=leg_weights)
+    res = rr.result
+    closing = res.final_state
+    closing.extra = {**closing.extra, RISK_CARRY_KEY: rr.carry}
+    rec = DayRecord(
+        opening_equity=float(opening_equity),
+        closing_equity=float(res.equity[-1]),
+        closing_capital=float(closing.capital),
+        opening_state=state.to_dict(),
+        closing_state=closing.to_dict(),
+        trades=res.trades.to_dict(orient="records"),
+        bars=int(panel.n_bars - res.first_bar),
+    )
+    return rec, rr
+
+
 def opening(entry: LedgerEntry | None, cfg) -> tuple:
     """(state, opening equity) a day starts from: the previous day's close, or initial capital."""
     if entry is None:

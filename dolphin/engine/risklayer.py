@@ -141,6 +141,7 @@ class RiskBacktestResult:
     mc_days: pd.DataFrame  # per UTC day: envelope status, catastrophic prob, days of history
     notes: list = field(default_factory=list)
     description: str = ""  # layers.describe() as run (names the order-book source of Cat3 when one was given)
+    carry: dict = field(default_factory=dict)  # risk state at the last bar (run_risk_backtest(carry=...))
 
     @property
     def first_bar(self) -> int:
@@ -173,7 +174,8 @@ CheckFn = Callable[[int, float, float], None]
 def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: np.ndarray,
                 on_check: CheckFn | None = None, *, funding_dir=None, trade_from_ms: int | None = None,
                 state: EngineState | None = None, close_at_end: bool = True, acb_adverse_exit: bool = False,
-                acb_drop: float = 0.2, flow=None, leg_weights=None, peak_days: float | None = None) -> BacktestResult:
+                acb_drop: float = 0.2, flow=None, leg_weights=None, peak_days: float | None = None,
+                rolling: RollingPeak | None = None, peak_out: list | None = None) -> BacktestResult:
     """The engine in chunks ending at each bar of ``check_bars``, carrying the kernel state between them.
     ``peak``, as passed to ``on_check``, is the highest mark-to-market close of the last ``peak_days`` days
     (``dolphin.survival.peak.RollingPeak``; None = all-time, the starting capital included).
@@ -200,9 +202,12 @@ def run_chunked(panel, scans, cfg: EngineConfig, risk: RiskInputs, check_bars: n
     vec = pr.state.copy()
     offset = 0  # row of the current window's first row in the full panel; vec is relative to it
     start = pr.first_bar
-    rolling = RollingPeak(peak_days)
     ct = np.asarray(panel.close_time, dtype=np.int64)
-    rolling.push(int(ct[pr.first_bar]) - panel.bar_ms if pr.first_bar < T else 0, float(pr.state[K.S_CAP]))
+    if rolling is None:  # a fresh run: the starting capital is the first sample
+        rolling = RollingPeak(peak_days)
+        rolling.push(int(ct[pr.first_bar]) - panel.bar_ms if pr.first_bar < T else 0, float(pr.state[K.S_CAP]))
+    if peak_out is not None:  # the caller carries it to its next run (the daily chain)
+        peak_out.append(rolling)
     ok = pr.regime.ok
     for end in bounds:
         end = int(end)
@@ -302,11 +307,22 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
                       funding_dir=None, trade_from_ms: int | None = None, acb_cfg: AcbConfig = ACB_DEFAULT,
                       mc_cfg: MCConfig | None = None, survival_cfg: SurvivalConfig = SurvivalConfig(),
                       dvol: tuple[np.ndarray, np.ndarray] | None = None,
-                      dvol_cfg: DvolConfig = DvolConfig(), book=None, leg_weights=None) -> RiskBacktestResult:
+                      dvol_cfg: DvolConfig = DvolConfig(), book=None, leg_weights=None,
+                      state: EngineState | None = None, close_at_end: bool = True, carry: dict | None = None,
+                      mc_envelopes: dict | None = None, boost: np.ndarray | None = None) -> RiskBacktestResult:
     """The engine under ``layers`` (see the module docstring). ``exf``: ExF history for the ACB's ExF term and
     DVOL (None: ACB regime term only; DVOL from ``<data>/exf/dvol_btc.csv`` if present). ``dvol``: (day-label
     ms, values) to use instead (tests). ``book``: a ``BookGrid`` on this panel's bars (None: no order-book
-    history, behaviour as before). Closes any position at the last close (a backtest)."""
+    history, behaviour as before). Closes any position at the last close unless ``close_at_end`` is False.
+
+    Running day by day (the daily chain, ``dolphin.daily.run_risk_day``): ``state`` is the engine state the
+    run starts from, ``carry`` the previous run's ``RiskBacktestResult.carry`` (posture controller, Cat5
+    rolling peak, the posture / Rm / Cats in force, the last boost and equity). With a carry, the check at the
+    close of the bar before ``trade_from_ms`` (the previous run's last bar, which that run could not check:
+    its posture reaches the next scan) is made first. ``mc_envelopes`` ({UTC day ms: MCEnvelope | None})
+    replaces the envelopes computed over the panel, ``boost`` (T,) the boost computed from the panel's scans
+    (a day panel holds too few days for the ACB's regime window). A chain of such runs equals one run over
+    the same days given the same envelopes and boost (tests/test_daily_risk.py)."""
     T = panel.n_bars
     flow = None
     if book is not None:
@@ -319,8 +335,18 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
     first_bar = 0 if trade_from_ms is None else int(np.searchsorted(panel.close_time, trade_from_ms))
     description = layers.describe(cat3_desc if use_book else None)
     notes = [description]
-    boost = np.ones(T)
-    if layers.acb:
+    if boost is not None:
+        boost = np.ascontiguousarray(boost, dtype=np.float64)
+        if boost.shape != (T,) or not np.isfinite(boost).all():
+            raise ValueError(f"boost: shape {boost.shape} (expected ({T},)) or not finite")
+        if not layers.acb:
+            boost = np.ones(T)
+        else:
+            notes.append(f"ACB: boost given per bar (daily acb_state + the day's scans); boost min "
+                         f"{boost[first_bar:].min():.3f}, max {boost[first_bar:].max():.3f}")
+    elif not layers.acb:
+        boost = np.ones(T)
+    else:
         exf_daily = None
         if exf is not None:
             d0 = (int(panel.open_time[0]) // DAY_MS - acb_cfg.exf_ref_days - 1) * DAY_MS
@@ -339,8 +365,9 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
     env_by_day: dict = {}
     mc_rows = []
     if layers.mc:
-        env_by_day = mc_daily_envelopes(panel, scans, cfg, first_bar, layers, mc_cfg, funding_dir=funding_dir,
-                                        flow=flow)
+        env_by_day = (dict(mc_envelopes) if mc_envelopes is not None else
+                      mc_daily_envelopes(panel, scans, cfg, first_bar, layers, mc_cfg, funding_dir=funding_dir,
+                                         flow=flow))
         refresh_ms = int(round(layers.mc_refresh_hours * HOUR_MS))
         for d, env in env_by_day.items():
             mc_rows.append({"day": day_label(d), "status": env.status if env else "none",
@@ -363,10 +390,21 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
     checks = np.zeros(0, np.int64)
     changes: list[dict] = []
     on_check = None
+    rolling = None
+    rolling_out: list = []
+    carried_check = False
+    if carry and layers.survival:
+        rolling = RollingPeak.from_dict(carry["peak"], cfg.cat5_peak_days)
+        if first_bar >= 1:  # in force until this run's first check (the previous run's last check)
+            posture[first_bar:] = int(carry["posture"])
+            rm[first_bar:] = float(carry["rm"])
+            cats[first_bar:] = np.asarray(carry["cats"], dtype=np.float64)
     if layers.survival:
         checks = check_bars_for(panel, layers.check_every_bars)
-        checks = checks[checks >= first_bar]
-        ctrl = PostureController(survival_cfg, APEX)
+        carried_check = bool(carry) and first_bar >= 1 and first_bar - 1 in set(checks.tolist())
+        checks = checks[checks >= (first_bar - 1 if carried_check else first_bar)]
+        ctrl = (PostureController.from_dict(carry["controller"], survival_cfg) if carry
+                else PostureController(survival_cfg, APEX))
         det = DvolSpikeDetector(dvol_cfg)
         dv = dvol if dvol is not None else _dvol_series(exf)
         if dv is None:
@@ -428,20 +466,27 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
         quiet = _DropPostureLogs()  # every change is returned in posture_changes; a backtest must not spam
         logging.getLogger("dolphin.survival").addFilter(quiet)
         try:
+            if carried_check:
+                on_check(first_bar - 1, float(carry["equity"]), rolling.peak(int(ct[first_bar - 1])))
             res = run_chunked(panel, scans, cfg, risk, checks, on_check, funding_dir=funding_dir,
                               trade_from_ms=trade_from_ms, acb_adverse_exit=layers.acb_adverse_exit,
                               acb_drop=layers.acb_drop, flow=flow, leg_weights=leg_weights,
-                              peak_days=cfg.cat5_peak_days)
+                              peak_days=cfg.cat5_peak_days, state=state, close_at_end=close_at_end,
+                              rolling=rolling, peak_out=rolling_out)
         finally:
             logging.getLogger("dolphin.survival").removeFilter(quiet)
     else:
         res = run_backtest(panel, scans, cfg, risk=risk, funding_dir=funding_dir, trade_from_ms=trade_from_ms,
                            acb_adverse_exit=layers.acb_adverse_exit, acb_drop=layers.acb_drop, flow=flow,
-                           leg_weights=leg_weights)
+                           leg_weights=leg_weights, state=state, close_at_end=close_at_end)
     res.notes.extend(notes)
+    out_carry = {"layers": layers.describe(), "boost": float(boost[-1]), "equity": float(res.equity[-1])}
+    if layers.survival:
+        out_carry.update(controller=ctrl.to_dict(), peak=rolling_out[0].to_dict(), posture=int(posture[-1]),
+                         rm=float(rm[-1]), cats=[float(x) for x in cats[-1]])
     return RiskBacktestResult(res, layers, posture, rm, boost, mc_status, cats, checks, changes,
                               pd.DataFrame(mc_rows, columns=["day", "status", "catastrophic_prob", "history_days"]),
-                              notes, description)
+                              notes, description, out_carry)
 
 
 def _override(b: RmBreakdown, idx: int, value: float, reason: str) -> RmBreakdown:

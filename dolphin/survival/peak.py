@@ -46,3 +46,18 @@ class RollingPeak:
         self.push(now_ms, equity)
         pk = self.peak(now_ms)
         return min(1.0, max(0.0, 1.0 - equity / pk)) if pk and pk > 0 else 1.0
+
+    def to_dict(self) -> dict:
+        """The carried state (the daily chain stores it with the day's closing state): the window and the
+        monotonic samples, so a restored peak answers exactly as this one would."""
+        return {"window_ms": self.window_ms, "last_t": self._last_t, "samples": [[t, e] for t, e in self._q]}
+
+    @classmethod
+    def from_dict(cls, d: dict, days: float | None) -> "RollingPeak":
+        out = cls(days)
+        if d.get("window_ms") != out.window_ms:
+            raise ValueError(f"cat5 peak state was saved with a {d.get('window_ms')} ms window, the config now has "
+                             f"{out.window_ms} ms (cat5_peak_days changed: re-run the chain from its start)")
+        out._q = deque((int(t), float(e)) for t, e in d["samples"])
+        out._last_t = None if d.get("last_t") is None else int(d["last_t"])
+        return out
