@@ -28,11 +28,10 @@ What fans out, what stays in order, what is pinned (decided here, tested in test
 """
 
 import multiprocessing
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
-from collections.abc import Mapping
 
+import cloudpickle
 import dagster as dg
 from dagster import Field, Noneable, StringSource
 from dagster._core.definitions.executor_definition import executor
@@ -75,6 +74,15 @@ def step_resource_keys(job_def, step) -> set:
     return keys
 
 
+def _step_on_worker(dependencies, payload: bytes):
+    """Runs on a dask worker: one step of a run (``dependencies``: the upstream steps' futures, resolved by dask
+    before this starts, so the steps run in the plan's order)."""
+    from dagster_dask.executor import query_on_dask_worker
+
+    recon_job, run, run_config, step_keys, instance_ref, known_state = cloudpickle.loads(payload)
+    return query_on_dask_worker(dependencies, recon_job, run, run_config, step_keys, instance_ref, known_state)
+
+
 class PinnedDaskExecutor(DaskExecutor):
     """The dagster-dask executor with the ``SINGLE_HOST`` pin derived from each step's resource keys (the
     assets themselves carry no dask tags: where a step may run is deployment, not asset, knowledge)."""
@@ -89,7 +97,7 @@ class PinnedDaskExecutor(DaskExecutor):
         import dask.distributed
         from dagster._core.errors import raise_execution_interrupts
         from dagster._utils import iterate_with_context
-        from dagster_dask.executor import get_dask_resource_requirements, query_on_dask_worker
+        from dagster_dask.executor import get_dask_resource_requirements
 
         if not plan_context.instance.is_persistent:
             raise dg.DagsterInvariantViolationError("dask execution needs a persistent Dagster instance")
@@ -110,9 +118,12 @@ class PinnedDaskExecutor(DaskExecutor):
                     req = dict(get_dask_resource_requirements(step.tags))
                     if not req and step_resource_keys(job_def, step) & set(self.pinned):
                         req = {PIN: 1}
-                    fut = client.submit(query_on_dask_worker, deps, plan_context.reconstructable_job,
-                                        plan_context.dagster_run, plan_context.run_config, [step.key],
-                                        plan_context.instance.get_ref(), execution_plan.known_state,
+                    # the step's arguments travel as one pickle: dask >= 2025 walks tuple arguments, and Dagster's
+                    # records (NamedTuples) refuse iteration
+                    payload = cloudpickle.dumps((plan_context.reconstructable_job, plan_context.dagster_run,
+                                                 plan_context.run_config, [step.key], plan_context.instance.get_ref(),
+                                                 execution_plan.known_state))
+                    fut = client.submit(_step_on_worker, deps, payload,
                                         key=f"{plan_context.job_name}.{plan_context.dagster_run.run_id}.{step.key}",
                                         resources=req)
                     futures.append(fut)
@@ -186,54 +197,48 @@ def mp_chain_job():
     return multiprocess_defs().resolve_job_def("blue_chain_day")
 
 
-def backfill(days, *, engine: str = "dask", scheduler: str | None = None, fan_out: int = 4,
-             instance=None, log=print) -> dict:
+def backfill(days, *, engine: str = "dask", scheduler: str | None = None, fan_out: int = 4, log=print) -> dict:
     """Backfill ``days`` (partition keys, ascending): every day's scans at once (``fan_out`` runs in flight),
     then the capital chain day by day. ``engine``: dask (on ``scheduler``) or multiprocess. Returns timings
-    and run ids; raises RuntimeError naming the first failed run."""
+    and run ids; raises RuntimeError naming the first failed run. Every run is orchestrated in a spawned process
+    that opens the instance of DAGSTER_HOME (``execute_job`` is not meant for several threads of one process)."""
     days = list(days)
     if days != sorted(days):
         raise ValueError("backfill: days must be in ascending order (the capital chain runs in day order)")
-    if engine == "dask":
-        if not scheduler:
-            raise ValueError("backfill on dask needs the scheduler address (tcp://host:port)")
-        chain_job = dg.reconstructable(dask_chain_job)
-    elif engine == "multiprocess":
-        chain_job = dg.reconstructable(mp_chain_job)
-    else:
+    if engine not in ("dask", "multiprocess"):
         raise ValueError(f"backfill engine {engine!r}: expected dask or multiprocess")
-    cfg = _run_config(engine, scheduler)
-    own = instance is None
-    instance = instance or dg.DagsterInstance.get()
+    if engine == "dask" and not scheduler:
+        raise ValueError("backfill on dask needs the scheduler address (tcp://host:port)")
     out = {"scans_runs": {}, "chain_runs": {}}
-    try:
-        t0 = time.perf_counter()
-        # one process per scans run in flight (Dagster's execute_job is not meant to run in several threads of
-        # one process); each opens the same instance (DAGSTER_HOME) -- the steps themselves run on the engine
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, min(int(fan_out), len(days))), mp_context=ctx) as pool:
-            res = list(pool.map(_scans_run, days, [engine] * len(days), [scheduler] * len(days)))
-        errors = [f"scans of {d} failed (run {rid})" for d, rid, ok in res if not ok]
-        out["scans_runs"] = {d: rid for d, rid, _ in res}
-        out["scans_s"] = time.perf_counter() - t0
-        log(f"scans of {len(days)} days ({engine}, {fan_out} in flight): {out['scans_s']:.1f} s")
-        if errors:
-            raise RuntimeError("; ".join(errors))
-        t1 = time.perf_counter()
+    # create / migrate the instance's storage once, here, before several processes open it at the same time
+    # (concurrent first opens of a fresh SQLite storage race on its alembic version stamp)
+    with dg.DagsterInstance.get() as inst:
+        inst.get_runs(limit=1)
+        inst.event_log_storage.get_asset_records()
+    t0 = time.perf_counter()
+    # up to fan_out scans runs in flight; their steps run on the engine (dask workers or local processes)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, min(int(fan_out), len(days))), mp_context=ctx) as pool:
+        res = list(pool.map(_scans_run, days, [engine] * len(days), [scheduler] * len(days)))
+    errors = [f"scans of {d} failed (run {rid})" for d, rid, ok in res if not ok]
+    out["scans_runs"] = {d: rid for d, rid, _ in res}
+    out["scans_s"] = time.perf_counter() - t0
+    log(f"scans of {len(days)} days ({engine}, {fan_out} in flight): {out['scans_s']:.1f} s")
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    t1 = time.perf_counter()
+    # the chain: one run at a time, day after day (each day starts from the day before's closing state)
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         for day in days:
-            r = dg.execute_job(chain_job, instance=instance, tags={"dagster/partition": day}, run_config=cfg,
-                               raise_on_error=False)
-            out["chain_runs"][day] = r.run_id
-            if not r.success:
-                raise RuntimeError(f"capital chain of {day} failed (run {r.run_id})")
-        out["chain_s"] = time.perf_counter() - t1
-        out["total_s"] = time.perf_counter() - t0
-        log(f"capital chain of {len(days)} days in day order ({engine}): {out['chain_s']:.1f} s; "
-            f"total {out['total_s']:.1f} s")
-        return out
-    finally:
-        if own:
-            instance.dispose()
+            d, rid, ok = pool.submit(_chain_run, day, engine, scheduler).result()
+            out["chain_runs"][day] = rid
+            if not ok:
+                raise RuntimeError(f"capital chain of {day} failed (run {rid})")
+    out["chain_s"] = time.perf_counter() - t1
+    out["total_s"] = time.perf_counter() - t0
+    log(f"capital chain of {len(days)} days in day order ({engine}): {out['chain_s']:.1f} s; "
+        f"total {out['total_s']:.1f} s")
+    return out
 
 
 def _run_config(engine, scheduler):
@@ -244,6 +249,15 @@ def _run_config(engine, scheduler):
         "forkserver": {"preload_modules": ["dolphin_assets.preload"]}}}}}
 
 
+def _chain_run(day, engine, scheduler):
+    """One day's capital-chain run (in a pool process): (day, run id, success)."""
+    job = dg.reconstructable(dask_chain_job if engine == "dask" else mp_chain_job)
+    with dg.DagsterInstance.get() as instance:
+        r = dg.execute_job(job, instance=instance, tags={"dagster/partition": day},
+                           run_config=_run_config(engine, scheduler), raise_on_error=False)
+        return day, r.run_id, r.success
+
+
 def _scans_run(day, engine, scheduler):
     """One day's scans run (in a pool process): (day, run id, success)."""
     job = dg.reconstructable(dask_scans_job if engine == "dask" else mp_scans_job)
@@ -252,6 +266,3 @@ def _scans_run(day, engine, scheduler):
                            run_config=_run_config(engine, scheduler), raise_on_error=False)
         return day, r.run_id, r.success
 
-
-def run_tags(instance, run_id: str) -> Mapping:
-    return instance.get_run_by_id(run_id).tags
