@@ -11,14 +11,15 @@ Starts, each as its own process with its log under ``$DOLPHIN_HOME/demo/logs``:
    start until the runtime subscribes its klines (``--hold``), so the warm-up joins the first replayed bar;
 3. ``dolphin bridge`` (scan files -> ``scan_latest``, ``DOLPHIN_SCAN_EVENTS``, ``acb_state``);
 4. ``dolphin runtime sandbox`` reaching the venue by configuration only (``--base-url``), the survival stack
-   from the feature store (``--risk store``), warmed up from the recorded bars just before the venue's start.
+   from the feature store (``--risk store``), warmed up from the venue's REST klines (``--history venue``);
+ - with ``--book publisher``, `dolphin book` on the venue's (SYNTHETIC) depth: the order-book features behind
+   Cat3 (by default the synthetic risk feed publishes book quality 1.0 instead).
 
 The feature store is the configured one: embedded under ``$DOLPHIN_HOME``, or Hazelcast when
 ``DOLPHIN_HZ_MEMBERS`` is set (``DOLPHIN_FEATURE_STORE=hazelcast`` is then implied unless set otherwise), for
-this process and every process it starts. Risk inputs: nothing in the demo computes the MC forewarner, ExF or
-an order book live, so by default this process publishes SYNTHETIC healthy ones (MC GREEN, DVOL 55, book
-quality 1.0, refreshed every 2 s; ``--risk-feed none`` leaves the store as it is: the runtime then trades at the
-posture the stored inputs give). Prints where to look, the replay's start and end, every fill, every finished
+this process and every process it starts. Risk inputs: nothing in the demo computes the MC forewarner or ExF
+live, so by default this process publishes SYNTHETIC healthy ones (MC GREEN, DVOL 55, refreshed every 2 s;
+``--risk-feed none`` leaves the store as it is: the runtime then trades at the posture the stored inputs give). Prints where to look, the replay's start and end, every fill, every finished
 Dagster run of the scan-file sensor. Ctrl-C (or SIGTERM) stops every process by its PID, in reverse order,
 reports their exit codes, then stops (and reports) any process of the stack that outlived its parent; exit 0
 only when every process stopped cleanly. ``tests/test_system_paper_day.py`` runs the same stack without
@@ -56,6 +57,10 @@ def register(sub) -> None:
                    help="the Dagster UI's port on 127.0.0.1 (default 3000; 0: a free one)")
     p.add_argument("--risk-feed", choices=("synthetic", "none"), default="synthetic",
                    help="publish synthetic healthy risk inputs (default) or none")
+    p.add_argument("--book", choices=("synthetic", "publisher"), default="synthetic",
+                   help="synthetic book quality 1.0 published with the risk feed (default: the window's trade is "
+                        "the backtest's, at APEX), or order-book features from `dolphin book` on the venue's "
+                        "synthetic depth (Cat3 then moves with it: STALKER bars change the entries)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -118,9 +123,10 @@ def child_env(**extra) -> dict:
     return env
 
 
-def publish_synthetic_risk_inputs(store, symbols) -> None:
-    """Healthy survival-stack inputs stamped now (MC GREEN, DVOL 55, book quality 1.0): SYNTHETIC, for the demo
-    and the system test (no live MC / ExF / order-book publisher runs here)."""
+def publish_synthetic_risk_inputs(store, symbols, book: bool = True) -> None:
+    """Healthy survival-stack inputs stamped now (MC GREEN, DVOL 55, and with ``book`` book quality 1.0):
+    SYNTHETIC, for the demo and the system tests (no live MC / ExF publisher runs here; `dolphin book` on the
+    venue's synthetic depth replaces the book records when the stack runs it)."""
     from dolphin.mc.forewarner import MCEnvelope
     from dolphin.store import EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, asset_ob_key, iso_utc
 
@@ -131,7 +137,7 @@ def publish_synthetic_risk_inputs(store, symbols) -> None:
         n_paths=2000, n_variants=8, n_days=60, horizon_days=30, block_days=5, bootstrap="stationary",
         dd_threshold=0.2, seed=1, timestamp=t).to_store_record())
     store.put(FEATURES, EXF_LATEST, Record({"dvol_btc": 55.0, "source": "synthetic (dolphin demo)"}, iso_utc(t)))
-    for s in symbols:
+    for s in symbols if book else ():
         store.put(FEATURES, asset_ob_key(s), Record({"depth_quality": 1.0, "fill_prob": 1.0,
                                                      "source": "synthetic (dolphin demo)"}, iso_utc(t)))
 
@@ -139,17 +145,17 @@ def publish_synthetic_risk_inputs(store, symbols) -> None:
 class RiskFeed:
     """Republishes the synthetic inputs every ``every_s`` (the book must stay younger than 30 s for Cat3)."""
 
-    def __init__(self, store, symbols, every_s: float = 2.0):
-        self.store, self.symbols, self.every_s = store, tuple(symbols), every_s
+    def __init__(self, store, symbols, every_s: float = 2.0, book: bool = True):
+        self.store, self.symbols, self.every_s, self.book = store, tuple(symbols), every_s, book
         self._stop = threading.Event()
-        publish_synthetic_risk_inputs(store, self.symbols)
+        publish_synthetic_risk_inputs(store, self.symbols, book)
         self._t = threading.Thread(target=self._loop, name="demo-risk-feed", daemon=True)
         self._t.start()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                publish_synthetic_risk_inputs(self.store, self.symbols)
+                publish_synthetic_risk_inputs(self.store, self.symbols, self.book)
             except Exception as e:  # a store outage: the runtime's survival stack is meant to see it
                 print(f"demo risk feed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
@@ -311,7 +317,8 @@ class Stack:
 
     def __init__(self, home: Path, *, data="usdtm-5m-2023", start=DEFAULT_START, days=1.0, speed=0.5,
                  symbols=DEFAULT_SYMBOLS, port=0, dagster_port=None, runtime_args=(), mode="sandbox",
-                 sensors=DEMO_SENSORS, late_sensors=LATE_SENSORS, abort: threading.Event | None = None):
+                 sensors=DEMO_SENSORS, late_sensors=LATE_SENSORS, abort: threading.Event | None = None,
+                 book: bool = False):
         import secrets
 
         self.home = Path(home)
@@ -328,6 +335,7 @@ class Stack:
                              BINANCE_FUTURES_TESTNET_API_KEY=key, BINANCE_FUTURES_TESTNET_API_SECRET=secret,
                              DOLPHIN_DEMO_ID=self.marker.split("=", 1)[1])
         self.mode = mode
+        self.book = book
         self.procs: dict = {}
         self.spec = dict(data=data, start=start, days=days, speed=speed, port=port, runtime_args=tuple(runtime_args))
         self.port = None
@@ -379,6 +387,10 @@ class Stack:
             self.env, self.logdir)
         self.port = int(self._wait_for(self.procs["venue"], r"listening on http://127\.0\.0\.1:(\d+)", 120).group(1))
         self.procs["bridge"] = Proc("bridge", [sys.executable, "-m", "dolphin.bridge"], self.env, self.logdir)
+        if self.book:  # order-book features from the venue's (synthetic) depth, as `dolphin book` does on Binance
+            self.procs["book"] = Proc("book", py + [
+                "book", "--symbols", ",".join(self.symbols), "--ws-url", f"ws://127.0.0.1:{self.port}",
+                "--http-url", f"http://127.0.0.1:{self.port}"], self.env, self.logdir)
         if self.dagster:
             self._dagster_up()
             self.timings["dagster_ready"] = time.monotonic() - t0
@@ -589,7 +601,7 @@ def cmd_demo(args) -> int:
     stopping = threading.Event()
     stack = Stack(home, data=args.data, start=args.start, days=args.days, speed=args.speed, symbols=symbols,
                   port=args.port, dagster_port=None if args.no_dagster else args.dagster_port, mode=args.mode,
-                  abort=stopping)
+                  abort=stopping, book=args.book == "publisher")
     feed = monitor = None
     failed = interrupted = False
 
@@ -606,7 +618,7 @@ def cmd_demo(args) -> int:
               "starts once Dagster's sensors run (~20-40 s) ...", flush=True)
     try:
         if args.risk_feed == "synthetic":
-            feed = RiskFeed(store, stack.symbols)
+            feed = RiskFeed(store, stack.symbols, book=args.book == "synthetic")
         stack.start()
         monitor = Monitor(stack, args.mode, t_launch, wall_launch)
         d = stack.dagster_port
@@ -626,8 +638,10 @@ def cmd_demo(args) -> int:
               + f"  logs     {stack.logdir}/{{{','.join(stack.procs)}}}.log\n"
               f"  scans    {home / 'scans'}   ledger {ledger_path()}\n"
               f"  status   dolphin status   (another terminal, same DOLPHIN_HOME)\n"
-              f"  risk     {'SYNTHETIC healthy inputs published by the demo' if feed else 'as stored'}\n"
-              "Ctrl-C stops everything.", flush=True)
+              f"  risk     {'SYNTHETIC healthy MC / DVOL published by the demo' if feed else 'as stored'}; "
+              + ("order books: dolphin book on the venue's SYNTHETIC depth\n" if stack.book else
+                 "order books: SYNTHETIC quality 1.0 published by the demo\n" if feed else "order books: as stored\n")
+              + "Ctrl-C stops everything.", flush=True)
         while not stopping.is_set():
             for name, p in stack.procs.items():
                 if name != "venue" and p.p.poll() is not None:

@@ -303,3 +303,68 @@ def parse_ms(s: str) -> int:
     from dolphin.timeutil import parse_time
 
     return parse_time(s)
+
+
+def test_order_book_publisher_gives_apex_and_stalker_once_its_books_are_30_s_old(home_store):
+    """`dolphin book` on the venue's SYNTHETIC depth publishes asset_<SYMBOL>_ob (the other risk inputs are the
+    synthetic healthy MC / DVOL): Cat3 comes from those books and the runtime reaches APEX; the publisher stopped
+    (SIGTERM), its books age, and at the first check after they are 30 s old Cat3 is stale (0.5) and the posture
+    falls to STALKER (after the hysteresis' 2 checks down: one bar close each, 0.5 s here)."""
+    import threading
+
+    from dolphin.engine.config import APEX, STALKER
+    from dolphin.store import StoreUnavailableError
+    from dolphin.survival.stack import read_safety
+
+    home, store = home_store
+    feed = RiskFeed(store, SYMBOLS, book=False)
+    stack = Stack(home, start=START, days=0.35, speed=0.5, symbols=SYMBOLS, book=True)  # 100 bars, 50 s
+    seen, stop = [], threading.Event()
+
+    def watch():  # (monotonic time, posture, Cat3) at every change of the published posture or Cat3
+        last = None
+        while not stop.wait(0.05):
+            try:
+                r = read_safety(store)
+            except StoreUnavailableError:
+                continue
+            if r is not None and (r.posture, r.breakdown["Cat3"]) != last:
+                last = (r.posture, r.breakdown["Cat3"])
+                seen.append((time.monotonic(), r.posture, r.breakdown["Cat3"]))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    t_stop = None
+    try:
+        stack.start()
+        stack.procs["venue"].wait_for(r"replay starts", 120)
+        t_replay = time.monotonic()
+        # APEX on the books' Cat3, held (not the start-up APEX the first checks keep before any book arrived)
+        _wait(lambda: time.monotonic() - t_replay > 6.0 and seen and seen[-1][1:] >= (APEX, 0.5001)
+              and seen[-1][1] == APEX and time.monotonic() - seen[-1][0] > 1.0, 40, "APEX with Cat3 from the books")
+        book_exit = stack.procs["book"].stop(timeout=10)
+        t_stop = time.monotonic()
+        _wait(lambda: any(t > t_stop and p == STALKER for t, p, _ in seen), 45, "STALKER after the publisher stopped")
+    finally:
+        stop.set()
+        watcher.join(5)
+        exits = stack.stop()
+        feed.stop()
+        store.close()
+    rt_log = stack.procs["runtime"].text()
+    book_log = stack.procs["book"].text()
+    apex = [(p, c) for t, p, c in seen if t < t_stop and p == APEX]
+    fell = next(t for t, p, _ in seen if t > t_stop and p == STALKER)
+    stale = next(t for t, _, c in seen if t > t_stop and c == 0.5)
+    print(f"\nbook publisher: APEX with Cat3 {sorted({round(c, 3) for _, c in apex})}; stopped (exit {book_exit}); "
+          f"Cat3 stale {stale - t_stop:.1f} s later, STALKER {fell - t_stop:.1f} s later; exits {exits}")
+    print("  (s from stop, posture, Cat3):", [(round(t - t_stop, 1), p, round(c, 3)) for t, p, c in seen])
+    assert book_exit[0] == 0, book_log[-3000:]
+    assert all(code == 0 for code, _ in exits.values()), (exits, rt_log[-3000:])
+    # APEX on Cat3 from fresh books (the first checks, before the publisher's first records, saw none: 0.5),
+    # and the last reading before the stop was APEX on them
+    assert any(c > 0.5 for _, c in apex) and seen[-1][0] > t_stop and [
+        (p, c > 0.5) for t, p, c in seen if t < t_stop][-1] == (APEX, True), seen
+    # the books' last records are <= ~1 s older than the stop: stale from ~29 s on, at the next check (0.5 s)
+    assert 28.0 <= stale - t_stop <= 31.5, seen
+    assert fell - stale <= 1.5, seen  # two checks down (hysteresis)

@@ -7,7 +7,9 @@ so nothing after ``cur`` is ever served: REST klines, depth, mark prices and the
 ``<= cur``. One tick closes bar ``cur + 1``.
 
 Synthetic depth (no order-book history exists here; every depth payload carries ``"synthetic": true``):
-around the last close c of a bar with range r = high - low and base volume v, with tick size k,
+around the last close c of a bar with range r = high - low, with tick size k, and v the mean base volume of the
+last ``DEPTH_VOLUME_BARS`` (12) bars up to it (a real book's depth persists; one bar's volume swings 2-5x from bar
+to bar, which made the synthetic book's depth quality, its depth against its own recent normal, swing with it),
   spread     S  = max(k, ceil_k(0.10 * r))             best bid = floor_k(c - S/2), best ask = best bid + S
   level step d  = max(k, ceil_k(0.05 * r))             bid_i = best bid - i*d, ask_i = best ask + i*d
   level size q_i = max(step, round_step(0.01 * v * (1 + i)))   (i = 0, 1, ...)
@@ -31,6 +33,7 @@ from dolphin.timeutil import DAY_MS, bar_label, fmt_ms
 DEFAULT_SET = "usdtm-5m-2023"
 MIN_NOTIONAL = 5.0  # USDT, Binance's value for most USD-M perpetuals (100 for BTC/ETH there)
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+DEPTH_VOLUME_BARS = 12  # the synthetic ladder's sizes follow the mean volume of this many bars (1 h at 5m)
 
 
 def _decimals(values: np.ndarray, cap: int = 8) -> int:
@@ -167,7 +170,8 @@ class Market:
         """The synthetic ladder (module docstring) around the last closed bar."""
         j, s = self.index[sym], self.specs[sym]
         t = max(self.cur, 0)
-        c, r, v = float(self.close[t, j]), float(self.high[t, j] - self.low[t, j]), float(self.volume[t, j])
+        c, r = float(self.close[t, j]), float(self.high[t, j] - self.low[t, j])
+        v = float(self.volume[max(0, t - DEPTH_VOLUME_BARS + 1): t + 1, j].mean())
         k = s.tick
 
         def ceil_k(x):
