@@ -67,7 +67,7 @@ compose:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
 test: $(STAMP) browser compose
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(PY) bench/scanner.py
