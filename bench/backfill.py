@@ -61,6 +61,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="backfill benchmark")
     ap.add_argument("--days", type=int, default=0, help="only the first N partitions (default: all)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data home")
+    ap.add_argument("--risk-layer", default="none", choices=("none", "acb", "full"),
+                    help="daily_pnl_blue's risk_layer (default none: the chain is compared with one plain engine "
+                         "run; the chain under the full layer equals one long risk backtest, "
+                         "tests/test_dagster_blue_risk.py)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="dolphin-backfill-"))
@@ -81,12 +85,13 @@ def main(argv=None) -> int:
     print(f"backfill {len(keys)} partitions {keys[0]} .. {keys[-1]} of blue_paper_day "
           f"(multiprocess executor, 2 processes); data home {tmp}", flush=True)
     times, verdicts, failed = [], Counter(), []
+    run_config = {**EXECUTION, "ops": {"daily_pnl_blue": {"config": {"risk_layer": args.risk_layer}}}}
     t_all = time.perf_counter()
     try:
         with dg.DagsterInstance.get() as instance:
             for i, key in enumerate(keys):
                 t0 = time.perf_counter()
-                res = dg.execute_job(job, instance=instance, tags={"dagster/partition": key}, run_config=EXECUTION,
+                res = dg.execute_job(job, instance=instance, tags={"dagster/partition": key}, run_config=run_config,
                                      raise_on_error=False)
                 times.append(time.perf_counter() - t0)
                 if not res.success:
@@ -116,7 +121,7 @@ def main(argv=None) -> int:
         print("\ncheck verdicts over the partitions:")
         for (name, status), n in sorted(verdicts.items()):
             print(f"  {name:32s} {status:5s} {n:4d}")
-        if not failed:
+        if not failed and args.risk_layer == "none":
             ledger = CapitalLedger(tmp / "ledger" / "ledger.sqlite").current("BLUE")
             ref, n_trades = continuous_equity(keys[0], keys[-1])
             chained = [e.record.closing_equity for e in ledger]

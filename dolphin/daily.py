@@ -105,6 +105,8 @@ def run_risk_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equ
         raise ValueError(f"risk_layer must be one of {RISK_LAYER_CHOICES}, got {layer!r}")
     check_day_panel(panel, day)
     layers = RiskLayers.preset(layer)
+    # a day without a carried risk state (the chain's first day, a chain run without the layer so far)
+    # starts it fresh: APEX, the opening equity as the Cat5 peak
     carry = dict(state.extra.get(RISK_CARRY_KEY) or {})
     if carry and carry.get("layers") != layers.describe():
         raise ValueError(f"day {day}: the previous day ran with {carry.get('layers')!r}, this run asks for "
@@ -121,7 +123,8 @@ def run_risk_day(panel, scans, cfg, *, day: str, state: EngineState, opening_equ
                            carry=carry or None, mc_envelopes=mc_envelopes, boost=boost, leg_weights=leg_weights)
     res = rr.result
     closing = res.final_state
-    closing.extra = {**closing.extra, RISK_CARRY_KEY: rr.carry}
+    if layer != "none":  # 'none' leaves the closing state as the plain engine's (and as chains before the layer)
+        closing.extra = {**closing.extra, RISK_CARRY_KEY: rr.carry}
     rec = DayRecord(
         opening_equity=float(opening_equity),
         closing_equity=float(res.equity[-1]),

@@ -37,14 +37,21 @@ def world(tmp_path_factory):
         w = {"home": home, "instance": instance, "res": res, "assets": defs_assets, "chain": BLUE_CHAIN,
              "checks": {}, "meta": {}, "timings": {}}
 
-        def mat(day, selection, run_config=None):
+        def mat(day, selection, run_config=None, engine_day=True):
+            # this module checks the chain against ONE plain engine run, so its days run with risk_layer none;
+            # the chain under the risk layer (the default) is tests/test_dagster_blue_risk.py's
+            if engine_day:
+                ops = (run_config or {}).get("ops", {})
+                op = ops.get("daily_pnl_blue", {}).get("config", {})
+                run_config = {**(run_config or {}), "ops": {**ops, "daily_pnl_blue": {
+                    "config": {"risk_layer": "none", **op}}}}
             return dg.materialize(defs_assets, selection=selection, partition_key=day, resources=res,
                                   instance=instance, run_config=run_config or {}, raise_on_error=False)
 
         w["mat"] = mat
         t0 = time.perf_counter()
         for d in HISTORY:
-            r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"))
+            r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"), engine_day=False)
             assert r.success, failure_text(r)
         w["timings"]["history_8_days_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
@@ -288,7 +295,8 @@ def test_store_unavailable_the_ledger_is_still_written_and_the_gap_reported(worl
     res = resources(ledger=Ledger(start_day=START), feature_store=FeatureStoreResource(kind="embedded", path=str(bad)))
     day = "2024-02-16"
     r = dg.materialize(world["assets"], selection=world["chain"], partition_key=day, resources=res,
-                       instance=world["instance"], raise_on_error=False)
+                       instance=world["instance"], raise_on_error=False,
+                       run_config={"ops": {"daily_pnl_blue": {"config": {"risk_layer": "none"}}}})
     assert r.success, failure_text(r)
     meta = {m.asset_key.to_user_string(): m.event_specific_data.materialization.metadata
             for m in r.get_asset_materialization_events()}

@@ -11,21 +11,72 @@ import pandas as pd
 from dagster import (AssetDep, AssetExecutionContext, AssetIn, AssetOut, Config, Failure, MetadataValue, Output,
                      asset, multi_asset)
 
-from dolphin.daily import opening, run_day
+from dolphin.daily import RISK_CARRY_KEY, RISK_LAYER_CHOICES, opening, run_risk_day
 from dolphin.ledger import LedgerError
 from dolphin.scanner import read_scans
 from dolphin.store import STATE_LATEST, Record, pnl_map, publish_if_newer, state_map
 from dolphin.store.records import pnl_record, state_record
+from dolphin.daily import day_start_ms
+from dolphin.engine.config import POSTURE_NAMES
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
 from dolphin_assets.publish import ledger_is_newer, publish_or_gap
-from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir
+from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, STRATEGY
 
 
 class DayRunConfig(Config):
     rebase: bool = False  # re-running a day whose result changed voids the later days (see dolphin.ledger)
+
+
+class BlueDayRunConfig(DayRunConfig):
+    # full: ACB boost + adverse-turn exit, MC forewarner, survival stack (dolphin backtest --risk-layer full);
+    # acb: the boost and the exit only; none: neutral risk inputs, for comparison (in a separate DOLPHIN_HOME:
+    # a chain keeps one risk layer, its carried risk state belongs to it)
+    risk_layer: str = "full"
+
+
+def risk_day_inputs(day: str, layer: str, exf_source, scan_dir, market_data) -> tuple:
+    """The inputs of ``run_risk_day`` as of ``day`` and what they were, for the metadata: the day's ACB
+    state (the ``acb_state`` asset's computation), the MC envelopes for the day and the next (the
+    ``mc_envelope`` asset's computation, as of each day's 00:00; the scan at the next midnight closes in
+    this day), the recorded ExF history for DVOL (Cat4). An envelope that cannot be computed (too few days
+    of data) is absent, which the forewarner counts as ORANGE, as in a backtest."""
+    from dolphin_assets.assets.risk import MCEnvelopeConfig, acb_for_day, envelope_for
+
+    kw, lines = {}, []
+    st = acb_for_day(exf_source, scan_dir, day)
+    kw["acb_state"] = st
+    lines.append(f"ACB: acb_state {day} (as of 00:00): boost {st.boost:.4f}, beta {st.beta:.4f}, ExF coverage "
+                 f"{st.exf_coverage:.2f}, regime days {st.regime_days}; then the day's scans (acb_on_scan)")
+    if layer == "full":
+        envs, d0 = {}, day_start_ms(day)
+        for d in (d0, d0 + DAY_MS):
+            try:
+                env = envelope_for(market_data, scan_dir, day_str(d), MCEnvelopeConfig())[0]
+                lines.append(f"MC: envelope for {day_str(d)}: {env.status} (catastrophic_prob "
+                             f"{env.catastrophic_prob:.3f}, {env.n_days} days)")
+            except Failure as exc:
+                env = None
+                lines.append(f"MC: no envelope for {day_str(d)} (counted ORANGE): {exc.description}")
+            envs[d] = env
+        kw["mc_envelopes"] = envs
+        exf = None
+        if exf_source.kind == "recorded":
+            try:
+                exf = exf_source.history()
+            except FileNotFoundError as exc:
+                lines.append(f"Cat4: no ExF history ({exc}); DVOL from <data>/exf/dvol_btc.csv if present")
+        kw["exf"] = exf
+        if exf is not None:
+            lines.append("Cat4: DVOL from the recorded ExF history (dvol_btc), day D's value from D+1 00:00")
+        elif exf_source.kind == "live":
+            lines.append("Cat4: DVOL from <data>/exf/dvol_btc.csv (the live source keeps no history)")
+        lines.append("EsoF: advisory (DESIGN.md), not an engine input")
+        lines.append("Cat5: the chain's own mark-to-market equity against its highest close of the last "
+                     f"{ENGINE_CONFIG.cat5_peak_days:g} days (carried in the ledger)")
+    return kw, lines
 
 
 def history_scans(scan_dir, panel, first_partition: str | None = None):
@@ -60,11 +111,15 @@ def history_scans(scan_dir, panel, first_partition: str | None = None):
           "trades_blue": AssetOut(io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
                                   dagster_type=pd.DataFrame, description="Trades BLUE closed that day.")},
     ins={"market_bars": AssetIn(), "vol_regime": AssetIn()},
+    # the risk layer's inputs as of the day (lineage; the day recomputes them with the same code, see
+    # risk_day_inputs): ExF (DVOL) and EsoF (advisory), the day's ACB state, the MC envelope
     deps=[AssetDep("eigen_scans", partition_mapping=SCAN_HISTORY),
-          AssetDep("daily_pnl_blue", partition_mapping=PREVIOUS_DAY)],
+          AssetDep("daily_pnl_blue", partition_mapping=PREVIOUS_DAY),
+          AssetDep("exf", partition_mapping=PREVIOUS_DAY), AssetDep("esof"), AssetDep("acb_state"),
+          AssetDep("mc_envelope")],
 )
-def daily_pnl_blue(context: AssetExecutionContext, config: DayRunConfig, market_bars, vol_regime, scan_dir: ScanDir,
-                   ledger: Ledger):
+def daily_pnl_blue(context: AssetExecutionContext, config: BlueDayRunConfig, market_bars, vol_regime,
+                   scan_dir: ScanDir, ledger: Ledger, exf_source: ExfSource, market_data: MarketData):
     day, cfg, panel = context.partition_key, ENGINE_CONFIG, market_bars
     book, start = ledger.open(), ledger.first_day()
     try:
@@ -73,7 +128,25 @@ def daily_pnl_blue(context: AssetExecutionContext, config: DayRunConfig, market_
         raise Failure(description=str(exc)) from None
     state, opening_equity = opening(prev, cfg)
     scans = history_scans(scan_dir.dir(), panel, DAILY.get_first_partition_key())
-    rec, res = run_day(panel, scans, cfg, day=day, state=state, opening_equity=opening_equity)
+    layer = config.risk_layer
+    if layer not in RISK_LAYER_CHOICES:
+        raise Failure(description=f"risk_layer {layer!r}: expected one of {', '.join(RISK_LAYER_CHOICES)}")
+    kw, risk_lines = risk_day_inputs(day, layer, exf_source, scan_dir.dir(), market_data) if layer != "none" \
+        else ({}, ["none: APEX, MC GREEN, boost 1, Rm 1 (comparison run)"])
+    carried = bool(state.extra.get(RISK_CARRY_KEY))
+    try:
+        rec, rr = run_risk_day(panel, scans, cfg, day=day, state=state, opening_equity=opening_equity, layer=layer,
+                               **kw)
+    except ValueError as exc:  # a chain run with another risk layer
+        raise Failure(description=str(exc)) from None
+    res = rr.result
+    if layer == "full":
+        tip = {k: round(v[0], 4) for k, v in rr.time_in_posture().items() if v[0] > 0}
+        risk_lines += [f"risk state: {'carried from ' + prev.day if carried else 'fresh (APEX, peak = opening equity)'}",
+                       f"posture at the close: {POSTURE_NAMES[rr.carry['posture']]}, Rm {rr.carry['rm']:.3f}; "
+                       f"time in posture {tip}; posture changes {len(rr.posture_changes)}"]
+    if layer != "none":
+        risk_lines.append(f"ACB adverse-turn exits: {rr.acb_adverse_exits}")
     day_ok = res.regime.ok[res.first_bar:]
     if not np.array_equal(day_ok, vol_regime["regime_ok"].to_numpy(bool)):
         raise Failure(description=f"vol_regime {day} disagrees with the engine's regime gate: re-materialise it")
@@ -100,7 +173,7 @@ def daily_pnl_blue(context: AssetExecutionContext, config: DayRunConfig, market_
         "opening_capital": rec.opening_equity, "closing_capital": rec.closing_equity, "pnl": entry.pnl,
         "trades": len(tr), "ledger_version": entry.version, "started_from": prev.day if prev else "initial capital",
         "carried": MetadataValue.json({"position": st.position, "pending": st.pending}),
-        # risk inputs are RiskInputs.defaults until the risk-layer issue (ExF, EsoF, ACB, MC envelope)
+        "risk_layer": layer, "risk_inputs": MetadataValue.md("\n".join(f"- {n}" for n in risk_lines)),
         "engine_inputs": MetadataValue.md("\n".join(f"- {n}" for n in res.notes))})
     yield Output(trades, output_name="trades_blue", metadata={"trades": len(trades)})
 

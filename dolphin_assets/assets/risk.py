@@ -220,6 +220,26 @@ def envelope_scans(scan_dir, panel):
     return scan(panel, int(panel.open_time[0])), "computed from market data (scan files do not cover the window)"
 
 
+def envelope_for(market_data, scan_dir, end_day: str, config: MCEnvelopeConfig, as_of=None):
+    """The envelope FOR ``end_day`` (the engine over the ``lookback_days`` complete days before it), as the
+    ``mc_envelope`` asset computes it; ``as_of`` defaults to ``end_day`` 00:00. Returns (MCEnvelope, daily
+    returns, variant names, window start ms, where the scans came from). ``Failure`` naming the window when
+    the variants cannot run."""
+    end_ms = day_start_ms(end_day)
+    start_ms = end_ms - config.lookback_days * DAY_MS
+    cfg = ENGINE_CONFIG
+    panel = market_data.load_day(start_ms, end_ms - 1, mc_history_bars(cfg))
+    scans, scans_from = envelope_scans(scan_dir, panel)
+    try:
+        returns, names = engine_daily_variants(panel, scans, cfg, end_day=end_day, lookback_days=config.lookback_days,
+                                               n_variants=config.n_variants, seed=config.seed)
+    except ValueError as exc:
+        raise Failure(description=f"mc_envelope ({day_str(start_ms)} .. {end_day}): {exc}") from None
+    env = forewarn(returns, MCConfig(n_paths=config.n_paths, seed=config.seed),
+                   as_of=end_ms if as_of is None else as_of, variant_names=names)
+    return env, returns, names, start_ms, scans_from
+
+
 @asset(group_name="risk", kinds={"python"}, deps=[AssetDep("eigen_scans")],
        description="MC forewarner envelope (dolphin.mc): the engine re-run over the last 60 complete days for the "
                    "BLUE configuration and 7 perturbed neighbours, block-bootstrapped into 2000 paths; "
@@ -230,21 +250,12 @@ def mc_envelope(context: AssetExecutionContext, config: MCEnvelopeConfig, market
     live = SETTINGS.end is None
     end_day = config.end_day or default_end_day(now, None if live else _chain_last_day(ledger))
     end_ms = day_start_ms(end_day)
-    start_ms = end_ms - config.lookback_days * DAY_MS
-    cfg = ENGINE_CONFIG
-    panel = market_data.load_day(start_ms, end_ms - 1, mc_history_bars(cfg))
-    scans, scans_from = envelope_scans(scan_dir.dir(), panel)
-    try:
-        returns, names = engine_daily_variants(panel, scans, cfg, end_day=end_day, lookback_days=config.lookback_days,
-                                               n_variants=config.n_variants, seed=config.seed)
-    except ValueError as exc:
-        raise Failure(description=f"mc_envelope ({day_str(start_ms)} .. {end_day}): {exc}") from None
     # scheduled runs are as of now (the envelope's age is how old the computation is); an explicit end day
     # (backfill, test) is as of that day's 00:00 so the record is reproducible
     # a recorded source is always as of the day it is for (00:00), so its age runs from there: the runtime's
     # bar clock and the chain then never see it before that day, and a backfill never publishes it as fresh
     as_of = now if (live and not config.end_day) else end_ms
-    env = forewarn(returns, MCConfig(n_paths=config.n_paths, seed=config.seed), as_of=as_of, variant_names=names)
+    env, returns, names, start_ms, scans_from = envelope_for(market_data, scan_dir.dir(), end_day, config, as_of)
     rec = env.to_store_record()
     rec = Record({**rec.value, "window_start": day_str(start_ms), "window_end_exclusive": end_day}, rec.timestamp)
     published, gap = publish_or_gap(context, "mc_forewarner_latest", lambda: publish_if_newer(
