@@ -107,3 +107,16 @@ def test_stream_refuses_a_state_from_the_future(tmp_path):
     with pytest.raises(StateError, match="in order"):
         run_stream("usdtm-5m-2023", BLUE, symbols=["BTCUSDT", "ETHUSDT"], state=st, spill_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stream_cleaning_runs_the_same_rules_in_the_same_order_as_align():
+    """The planning pass calls align's per-asset rules itself: a rule added to align.align must be added there."""
+    import importlib
+    import inspect
+    import re
+
+    from dolphin.engine import streaming
+
+    align_mod = importlib.import_module("dolphin.data.align")
+    calls = re.compile(r"\b(_drop_\w+|_adjust_\w+)\(s,")
+    assert calls.findall(inspect.getsource(align_mod.align)) == calls.findall(inspect.getsource(streaming._clean))
