@@ -197,9 +197,11 @@ def mp_chain_job():
     return multiprocess_defs().resolve_job_def("blue_chain_day")
 
 
-def backfill(days, *, engine: str = "dask", scheduler: str | None = None, fan_out: int = 4, log=print) -> dict:
+def backfill(days, *, engine: str = "dask", scheduler: str | None = None, fan_out: int = 4,
+             risk_layer: str | None = None, log=print) -> dict:
     """Backfill ``days`` (partition keys, ascending): every day's scans at once (``fan_out`` runs in flight),
-    then the capital chain day by day. ``engine``: dask (on ``scheduler``) or multiprocess. Returns timings
+    then the capital chain day by day. ``engine``: dask (on ``scheduler``) or multiprocess. ``risk_layer``:
+    daily_pnl_blue's (None: the asset's default). Returns timings
     and run ids; raises RuntimeError naming the first failed run. Every run is orchestrated in a spawned process
     that opens the instance of DAGSTER_HOME (``execute_job`` is not meant for several threads of one process)."""
     days = list(days)
@@ -249,12 +251,15 @@ def _run_config(engine, scheduler):
         "forkserver": {"preload_modules": ["dolphin_assets.preload"]}}}}}
 
 
-def _chain_run(day, engine, scheduler):
+def _chain_run(day, engine, scheduler, risk_layer=None):
     """One day's capital-chain run (in a pool process): (day, run id, success)."""
     job = dg.reconstructable(dask_chain_job if engine == "dask" else mp_chain_job)
+    cfg = _run_config(engine, scheduler)
+    if risk_layer is not None:
+        cfg["ops"] = {"daily_pnl_blue": {"config": {"risk_layer": risk_layer}}}
     with dg.DagsterInstance.get() as instance:
-        r = dg.execute_job(job, instance=instance, tags={"dagster/partition": day},
-                           run_config=_run_config(engine, scheduler), raise_on_error=False)
+        r = dg.execute_job(job, instance=instance, tags={"dagster/partition": day}, run_config=cfg,
+                           raise_on_error=False)
         return day, r.run_id, r.success
 
 

@@ -80,7 +80,9 @@ def _backfill(home: Path, engine: str, scheduler=None):
 
     with dagster_env(home):
         t = time.perf_counter()
-        out = backfill(DAYS, engine=engine, scheduler=scheduler, log=lambda *_: None)
+        # risk layer none: the full layer's first-day MC envelope needs data before 2024-01-01 (its DataError is
+        # the asset's, whichever engine runs it); the comparison is between engines, not risk layers
+        out = backfill(DAYS, engine=engine, scheduler=scheduler, risk_layer="none", log=lambda *_: None)
         out["wall_s"] = time.perf_counter() - t
     return out
 
