@@ -18,10 +18,11 @@ from tests.browser import chromium, non_blank_fraction, rendered_dom, screenshot
 
 REPO = Path(__file__).resolve().parent.parent
 ASSETS = ["market_bars", "eigen_scans", "vol_regime", "daily_pnl_blue", "trades_blue", "capital_ledger_blue",
-          "scan_latest", "exf", "esof", "acb_state", "mc_envelope"]
+          "scan_latest", "exf", "esof", "acb_state", "mc_envelope", "daily_pnl_green", "trades_green",
+          "capital_ledger_green"]
 PARTITION = "2024-01-01"  # the chain's first day: starts from initial capital, needs no earlier partition
 # all groups expanded (the UI collapses groups by default); a wide window renders full node labels
-LINEAGE = "/asset-groups?expanded=" + "%2C".join(f"global%40global%3A{g}" for g in ("blue", "live", "market", "risk"))
+LINEAGE = "/asset-groups?expanded=" + "%2C".join(f"global%40global%3A{g}" for g in ("blue", "green", "live", "market", "risk"))
 
 
 def _free_port() -> int:
@@ -99,7 +100,7 @@ def test_dagster_dev_end_to_end(tmp_path):
         assert mats["assetOrError"]["assetMaterializations"] == [{"partition": PARTITION}]
 
         assert _gql(base, "mutation { setNuxSeen }")["setNuxSeen"] is True
-        dom = rendered_dom(base + LINEAGE, wait_ms=20000, width=3600, height=2400)
+        dom = rendered_dom(base + LINEAGE, wait_ms=20000, width=8000, height=6000)
         assert "Global asset lineage" in dom
         missing = [a for a in ASSETS if f">{a}<" not in dom]
         assert not missing, f"lineage page lacks {missing}"

@@ -27,6 +27,7 @@ from dagster import (AssetDep, AssetExecutionContext, BetaWarning, Config, Failu
 
 from dolphin.acb import acb_daily, daily_w750, exf_inputs, publish_acb, DEFAULT as ACB_CONFIG
 from dolphin.daily import day_start_ms
+from dolphin.data.contracts import DataError
 from dolphin.esof import esof_record
 from dolphin.exf.indicators import INDICATOR_NAMES
 from dolphin.mc.forewarner import MCConfig, forewarn
@@ -228,7 +229,10 @@ def envelope_for(market_data, scan_dir, end_day: str, config: MCEnvelopeConfig, 
     end_ms = day_start_ms(end_day)
     start_ms = end_ms - config.lookback_days * DAY_MS
     cfg = ENGINE_CONFIG
-    panel = market_data.load_day(start_ms, end_ms - 1, mc_history_bars(cfg))
+    try:
+        panel = market_data.load_day(start_ms, end_ms - 1, mc_history_bars(cfg))
+    except DataError as exc:  # e.g. a window before the data's first day
+        raise Failure(description=f"mc_envelope ({day_str(start_ms)} .. {end_day}): {exc}") from None
     scans, scans_from = envelope_scans(scan_dir, panel)
     try:
         returns, names = engine_daily_variants(panel, scans, cfg, end_day=end_day, lookback_days=config.lookback_days,
