@@ -149,8 +149,17 @@ class _StopGuard:
         self._signal = signal
         self.sigs = {signal.SIGTERM, signal.SIGINT}
         self.got = None
+        self._handlers = {s: signal.getsignal(s) for s in self.sigs}
         self.record()
-        signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs)
+        self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, self.sigs)
+
+    def close(self) -> None:
+        """Restore the mask and handlers this thread had (a blocked mask is inherited by every process started
+        later: in a caller that goes on, e.g. a test process, its children could not be stopped by SIGTERM)."""
+        signal = self._signal
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+        for s, h in self._handlers.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
     def record(self, node=None) -> None:
         for s in self.sigs:
@@ -193,10 +202,17 @@ class _StopGuard:
 
 
 def cmd_node(args) -> int:
+    guard = _StopGuard() if not args.dry_run else None
+    try:
+        return _cmd_node(args, guard)
+    finally:
+        if guard is not None:
+            guard.close()
+
+
+def _cmd_node(args, guard) -> int:
     from dolphin.engine.config import load_config
     from runtime.nodes import DEFAULT_SYMBOLS, NodeConfigError, NodeSettings
-
-    guard = _StopGuard() if not args.dry_run else None
 
     cfg = load_config(args.config)
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",")) if args.symbols else DEFAULT_SYMBOLS
