@@ -230,11 +230,17 @@ def test_cli_dry_run_without_keys_warns_real_live_start_refuses(no_keys, capsys)
     assert "warning" in out.err and "BINANCE_FUTURES_TESTNET_API_KEY and BINANCE_FUTURES_TESTNET_API_SECRET" in out.err
     assert _cli("runtime", "live", "--venue", "production", "--dry-run", "--log-level", "ERROR") == 0
     assert "BINANCE_API_KEY and BINANCE_API_SECRET" in capsys.readouterr().err
+    import signal
+
+    mask, term = signal.pthread_sigmask(signal.SIG_BLOCK, set()), signal.getsignal(signal.SIGTERM)
     for venue in ("testnet", "production"):  # a real live start refuses before building anything
         assert _cli("runtime", "live", "--venue", venue, "--log-level", "ERROR") == 2
         err = capsys.readouterr().err
         assert "missing" in err and ("BINANCE_API_SECRET" if venue == "production" else
                                      "BINANCE_FUTURES_TESTNET_API_SECRET") in err
+        # the start-up signal guard gave back the caller's mask (children of this process must stay stoppable)
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, set()) == mask
+        assert signal.getsignal(signal.SIGTERM) == term
 
 
 def test_cli_dry_run_builds_without_connecting(keys, capsys):
