@@ -200,7 +200,7 @@ def test_missing_or_damaged_sources_are_reported_not_raised(home, scans):
         con.execute("UPDATE published SET record = '{' WHERE key = ?", (EXF_LATEST,))
     res = by_name(rehydrate(store, Sources.default()))
     assert res[f"{state_map('BLUE')}/{STATE_LATEST}"].state == SOURCE_ERROR
-    assert res[f"{pnl_map('BLUE')}/*"].state == SOURCE_ERROR and "DatabaseError" in res[f"{pnl_map('BLUE')}/*"].detail
+    assert res[f"{pnl_map('BLUE')}/*"].state == SOURCE_ERROR and "LedgerFileError: ledger file" in res[f"{pnl_map('BLUE')}/*"].detail
     assert res[f"{FEATURES}/{EXF_LATEST}"].state == SOURCE_ERROR
     assert "MalformedRecordError" in res[f"{FEATURES}/{EXF_LATEST}"].detail
     # the others came back all the same

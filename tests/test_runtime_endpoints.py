@@ -75,4 +75,6 @@ def test_history_warm_up_accepts_symbols_in_any_order(tmp_path):
                         "--symbols", "ETHUSDT,BTCUSDT", "--history", str(hist), "--log-level", "ERROR"],
                        capture_output=True, text=True, timeout=120, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 instruments: BTCUSDT, ETHUSDT; warm-up: from" in r.stdout
+    import re
+
+    assert re.search(rf"2 instruments: BTCUSDT, ETHUSDT; warm-up: \d+ bars from {re.escape(str(hist))}", r.stdout)
