@@ -32,14 +32,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from dolphin.data.contracts import Candles, DataError, DataIssue
 from dolphin.data.loader import _probe_bar_ms, skipped_files_issue
 from dolphin.data.readers import CandleSet, candle_symbols, read_candles
 from dolphin.engine.backtest import _trades_frame, check_leg_weights
 from dolphin.engine.config import EngineConfig
-from dolphin.engine.funding import find_funding_dir
+from dolphin.engine.funding import find_funding_dir, read_funding_rates
 from dolphin.engine.inputs import FlowProvider, NeutralFlowProvider, RiskInputs
 from dolphin.engine.kernel import S_EBAR, S_INPOS, pack_params, run_kernel
 from dolphin.engine.regime import market_returns, rolling_past_percentile, rolling_std
@@ -542,19 +541,9 @@ class _Funding:
         self.n = len(symbols)
         self.rates = []  # (column, funding times ms, rates)
         for j, sym in enumerate(symbols):
-            f = Path(funding_dir) / f"{sym}.parquet"
-            if not f.exists():
-                continue
-            try:
-                tab = pq.read_table(f, columns=["funding_time", "funding_rate"])
-            except Exception as e:  # noqa: BLE001 - report the file, whatever pyarrow raised
-                raise DataError(f"{f}: cannot read funding file: {e}") from e
-            ft = tab.column("funding_time").cast("int64").to_numpy()
-            fr = tab.column("funding_rate").to_numpy(zero_copy_only=False).astype(float)
-            bad = ~np.isfinite(fr)
-            if bad.any():
-                raise DataError(f"{f}: non-finite funding_rate at funding_time ms {int(ft[bad][0])}")
-            self.rates.append((j, ft, fr))
+            got = read_funding_rates(funding_dir, sym)
+            if got is not None:
+                self.rates.append((j, *got))
         self.covered = [symbols[j] for j, _, _ in self.rates]
 
     def grid(self, open_time: np.ndarray) -> np.ndarray:
