@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser import FLAGS, chromium
+from tests.system_helpers import SafetyWatch
 
 pytest.importorskip("nautilus_trader")
 
@@ -141,7 +142,6 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     from dolphin.demo import Proc, RiskFeed, Stack
     from dolphin.engine.config import POSTURE_NAMES
     from dolphin.ledger.journal import FillJournal
-    from dolphin.store import StoreUnavailableError
     from dolphin.survival.stack import read_safety
 
     chromium()  # skip (or fail in CI) before starting anything when there is no browser
@@ -159,19 +159,8 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     alerts = Proc("alerts", [sys.executable, "-m", "dolphin.cli", "alerts", "--interval", "0.5"],
                   {**stack.env, "DOLPHIN_ALERT_WEBHOOK_URL": hook.url + "/hook"}, stack.logdir)
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
-    published, stop = [], threading.Event()  # (monotonic time first seen, posture name) of each published change
-
-    def watch():
-        last = None
-        while not stop.wait(0.02):
-            try:
-                r = read_safety(store)
-            except StoreUnavailableError:
-                continue
-            if r is not None and r.posture != last:
-                last = r.posture
-                published.append((time.monotonic(), POSTURE_NAMES[r.posture]))
-
+    watch = None
+    published = []  # (monotonic time first seen, posture name) of each published change
     page = None
     latencies, outage_shown_s = [], None
     db = home / "store" / "features.sqlite"
@@ -181,8 +170,8 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
         page = Page(f"http://127.0.0.1:{port}/")
         page.wait(lambda: page.text("conn") == "live", 20, "live SSE connection")
         stack.start()
-        watcher = threading.Thread(target=watch, daemon=True)
-        watcher.start()
+        watch = SafetyWatch(store, every_s=0.02, item=lambda t, r: (t, POSTURE_NAMES[r.posture]))
+        published = watch.seen
         stack.procs["venue"].wait_for(r"replay starts", 120)
         # --- the short is open: the page against the ledger and the store
         page.wait(lambda: [e.role for e in journal.events("BLUE") if e.kind == "fill"] == ["entry"], 60, "entry fill")
@@ -241,7 +230,8 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
         renders_after = page.js("window.__renders")
         stack.procs["venue"].wait_for(r"replay finished", 60)
     finally:
-        stop.set()
+        if watch is not None:
+            watch.stop()
         if page is not None:
             page.close()
         code_console = console.stop(timeout=15)

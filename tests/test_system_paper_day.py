@@ -22,6 +22,7 @@ import time
 import pytest
 
 from dolphin.demo import RiskFeed, Stack
+from tests.system_helpers import SafetyWatch
 
 SYMBOLS = ("BTCUSDT", "DOGEUSDT", "ETHUSDT")  # alphabetical: the order load_panel gives `--history`; SOL and XRP
 # have no bars in usdtm-5m-2023 on this day (dropped by the venue and the backtest alike)
@@ -145,31 +146,14 @@ def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(home_store)
     """The embedded store made unavailable mid-replay (its file moved away: every call then raises
     StoreUnavailableError) -> the runtime's next bar-close check is HIBERNATE; the file back -> APEX again after
     5 healthy checks (one per bar close), published to DOLPHIN_SAFETY; every process stays up and exits 0."""
-    import threading
-
     from dolphin.engine.config import APEX, HIBERNATE
     from dolphin.scanner.writer import scan_dir
-    from dolphin.store import StoreUnavailableError
-    from dolphin.survival.stack import read_safety
 
     home, store = home_store
     feed = RiskFeed(store, SYMBOLS)
     stack = Stack(home, start=START, days=float(DAYS), speed=float(SPEED), symbols=SYMBOLS)
-    seen, stop = [], threading.Event()
-
-    def watch():  # every change of the published posture, with the number of scan files (bar closes) at that time
-        last = None
-        while not stop.wait(0.05):
-            try:
-                r = read_safety(store)
-            except StoreUnavailableError:
-                continue
-            if r is not None and r.posture != last:
-                last = r.posture
-                seen.append((r.posture, len(list(scan_dir().rglob("scan_*.arrow")))))
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    # every change of the published posture, with the number of scan files (bar closes) at that time
+    watch = SafetyWatch(store, item=lambda t, r: (r.posture, len(list(scan_dir().rglob("scan_*.arrow")))))
     db = store.path if hasattr(store, "path") else home / "store" / "features.sqlite"
     try:
         stack.start()
@@ -188,11 +172,11 @@ def test_store_outage_hibernates_and_recovers_after_5_healthy_checks(home_store)
         stack.procs["venue"].wait_for(r"replay finished", 60)
         time.sleep(3.0)
     finally:
-        stop.set()
-        watcher.join(5)
+        watch.stop()
         exits = stack.stop()
         feed.stop()
         store.close()
+    seen = watch.seen
     rt_log = stack.procs["runtime"].text()
     print(f"\noutage {t_back - t_out:.1f} s; posture changes (posture, scan files so far): {seen}; exits {exits}")
     assert all(code == 0 for code, _ in exits.values()), (exits, rt_log[-4000:])
@@ -239,7 +223,7 @@ def test_sigkill_mid_trade_restart_reconciles_and_loses_or_doubles_no_fill(case,
     stack = Stack(home, start=START, days=0.065, speed=speed, symbols=SYMBOLS, mode=mode)  # to 19:05, TP 18:50
     journal = FillJournal(home / "ledger" / "ledger.sqlite")
     roles = lambda: [e.role for e in journal.events("BLUE") if e.kind == "fill"]  # noqa: E731
-    base = f"http://127.0.0.1:{{}}"
+    base = "http://127.0.0.1:{}"
     again = None
     try:
         stack.start()
@@ -310,47 +294,36 @@ def test_order_book_publisher_gives_apex_and_stalker_once_its_books_are_30_s_old
     synthetic healthy MC / DVOL): Cat3 comes from those books and the runtime reaches APEX; the publisher stopped
     (SIGTERM), its books age, and at the first check after they are 30 s old Cat3 is stale (0.5) and the posture
     falls to STALKER (after the hysteresis' 2 checks down: one bar close each, 0.5 s here)."""
-    import threading
-
     from dolphin.engine.config import APEX, STALKER
-    from dolphin.store import StoreUnavailableError
-    from dolphin.survival.stack import read_safety
 
     home, store = home_store
     feed = RiskFeed(store, SYMBOLS, book=False)
     stack = Stack(home, start=START, days=0.35, speed=0.5, symbols=SYMBOLS, book=True)  # 100 bars, 50 s
-    seen, stop = [], threading.Event()
-
-    def watch():  # (monotonic time, posture, Cat3) at every change of the published posture or Cat3
-        last = None
-        while not stop.wait(0.05):
-            try:
-                r = read_safety(store)
-            except StoreUnavailableError:
-                continue
-            if r is not None and (r.posture, r.breakdown["Cat3"]) != last:
-                last = (r.posture, r.breakdown["Cat3"])
-                seen.append((time.monotonic(), r.posture, r.breakdown["Cat3"]))
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
+    # (monotonic time, posture, Cat3) at every change of the published posture or Cat3
+    key = lambda r: (r.posture, r.breakdown["Cat3"])  # noqa: E731
+    watch = SafetyWatch(store, key=key, item=lambda t, r: (t, *key(r)))
+    seen = lambda: list(watch.seen)  # noqa: E731
     t_stop = None
+
+    def apex_on_books():  # held, and not the start-up APEX the first checks keep before any book arrived
+        now, last = time.monotonic(), (seen() or [None])[-1]
+        return (now - t_replay > 6.0 and last is not None and last[1] == APEX and last[2] > 0.5
+                and now - last[0] > 1.0)
     try:
         stack.start()
         stack.procs["venue"].wait_for(r"replay starts", 120)
         t_replay = time.monotonic()
-        # APEX on the books' Cat3, held (not the start-up APEX the first checks keep before any book arrived)
-        _wait(lambda: time.monotonic() - t_replay > 6.0 and seen and seen[-1][1:] >= (APEX, 0.5001)
-              and seen[-1][1] == APEX and time.monotonic() - seen[-1][0] > 1.0, 40, "APEX with Cat3 from the books")
+        _wait(apex_on_books, 40, "APEX with Cat3 from the books")
         book_exit = stack.procs["book"].stop(timeout=10)
         t_stop = time.monotonic()
-        _wait(lambda: any(t > t_stop and p == STALKER for t, p, _ in seen), 45, "STALKER after the publisher stopped")
+        _wait(lambda: any(t > t_stop and p == STALKER for t, p, _ in seen()), 45,
+              "STALKER after the publisher stopped")
     finally:
-        stop.set()
-        watcher.join(5)
+        watch.stop()
         exits = stack.stop()
         feed.stop()
         store.close()
+    seen = seen()
     rt_log = stack.procs["runtime"].text()
     book_log = stack.procs["book"].text()
     apex = [(p, c) for t, p, c in seen if t < t_stop and p == APEX]
