@@ -194,20 +194,43 @@ def _ledger_frame(rows) -> pd.DataFrame:
     return df
 
 
-def _publish_hot_copy(store, state: Record, current, day: str) -> bool:
-    """DOLPHIN_STATE_BLUE/latest (compare-and-set by ledger sequence) and DOLPHIN_PNL_BLUE/<day>; days voided
+def _publish_hot_copy(store, strategy: str, state: Record, current, day: str) -> bool:
+    """DOLPHIN_STATE_<S>/latest (compare-and-set by ledger sequence) and DOLPHIN_PNL_<S>/<day>; days voided
     by a rebase leave the hot copy too. The records are dolphin.store.records' (rehydration rebuilds the same
     ones from the ledger)."""
-    published = publish_if_newer(store, state_map(STRATEGY), STATE_LATEST, state, newer=ledger_is_newer)
-    pmap = pnl_map(STRATEGY)
+    published = publish_if_newer(store, state_map(strategy), STATE_LATEST, state, newer=ledger_is_newer)
+    pmap = pnl_map(strategy)
     for e in current:
         if e.day == day:
-            store.put(pmap, day, pnl_record(STRATEGY, e))
+            store.put(pmap, day, pnl_record(strategy, e))
     live = {e.day for e in current}
     for k in store.keys(pmap):
         if k not in live:
             store.delete(pmap, k)
     return published
+
+
+def export_capital_ledger(context, ledger: Ledger, feature_store: FeatureStoreResource, strategy: str,
+                          upstream: str) -> pd.DataFrame:
+    """A chain's ``capital_ledger_<s>`` step (BLUE's and GREEN's): the day's ledger rows (every version) as the
+    warehouse frame, and the hot copy published. ``upstream``: the day asset that writes the ledger."""
+    day = context.partition_key
+    book = ledger.open()
+    rows = book.history(strategy, day)
+    if book.entry(strategy, day) is None:
+        raise Failure(description=f"the capital ledger has no current result for {strategy} {day}: "
+                                  f"materialise {upstream} for {day} first")
+    current = book.current(strategy)
+    last, seq = current[-1], book.last_seq()
+    state = state_record(strategy, last, seq)
+    # the ledger (the truth) is written already; an unavailable store only leaves a reported gap
+    published, gap = publish_or_gap(context, f"{strategy} state/pnl",
+                                    lambda: _publish_hot_copy(feature_store.open(), strategy, state, current, day))
+    context.add_output_metadata({"versions": len(rows), "chain_last_day": last.day,
+                                 "capital": last.record.closing_capital, "peak": last.peak,
+                                 "drawdown": last.drawdown, "published_state": published,
+                                 "store_gap": gap})
+    return _ledger_frame(rows)
 
 
 @asset(partitions_def=DAILY, group_name="blue", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
@@ -216,20 +239,4 @@ def _publish_hot_copy(store, state: Record, current, day: str) -> bool:
                    "exported from the SQLite ledger; publishes DOLPHIN_STATE_BLUE and DOLPHIN_PNL_BLUE.")
 def capital_ledger_blue(context: AssetExecutionContext, ledger: Ledger,
                         feature_store: FeatureStoreResource) -> pd.DataFrame:
-    day = context.partition_key
-    book = ledger.open()
-    rows = book.history(STRATEGY, day)
-    if book.entry(STRATEGY, day) is None:
-        raise Failure(description=f"the capital ledger has no current result for {STRATEGY} {day}: "
-                                  f"materialise daily_pnl_blue for {day} first")
-    current = book.current(STRATEGY)
-    last, seq = current[-1], book.last_seq()
-    state = state_record(STRATEGY, last, seq)
-    # the ledger (the truth) is written already; an unavailable store only leaves a reported gap
-    published, gap = publish_or_gap(context, f"{STRATEGY} state/pnl",
-                                    lambda: _publish_hot_copy(feature_store.open(), state, current, day))
-    context.add_output_metadata({"versions": len(rows), "chain_last_day": last.day,
-                                 "capital": last.record.closing_capital, "peak": last.peak,
-                                 "drawdown": last.drawdown, "published_state": published,
-                                 "store_gap": gap})
-    return _ledger_frame(rows)
+    return export_capital_ledger(context, ledger, feature_store, STRATEGY, "daily_pnl_blue")

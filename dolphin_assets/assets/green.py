@@ -25,13 +25,10 @@ from dolphin.daily import floors_at, opening, run_day
 from dolphin.engine.config import ConfigError
 from dolphin.ledger import LedgerError
 from dolphin.metrics import FLOORS
-from dolphin.store import STATE_LATEST, pnl_map, publish_if_newer, state_map
-from dolphin.store.records import pnl_record, state_record
-from dolphin_assets.assets.blue import DayRunConfig, _ledger_frame, history_scans
+from dolphin_assets.assets.blue import DayRunConfig, export_capital_ledger, history_scans
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.checks import _specs, floor_check_name, floor_check_results
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
-from dolphin_assets.publish import ledger_is_newer, publish_or_gap
 from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, ScanDir
 
 GREEN = "GREEN"
@@ -114,41 +111,13 @@ def daily_pnl_green(context: AssetExecutionContext, config: DayRunConfig, market
     yield Output(trades, output_name="trades_green", metadata={"trades": len(trades)})
 
 
-def _publish_hot_copy(store, state, current, day: str) -> bool:
-    """DOLPHIN_STATE_GREEN/latest (compare-and-set by ledger sequence) and DOLPHIN_PNL_GREEN/<day>, as BLUE's."""
-    published = publish_if_newer(store, state_map(GREEN), STATE_LATEST, state, newer=ledger_is_newer)
-    pmap = pnl_map(GREEN)
-    for e in current:
-        if e.day == day:
-            store.put(pmap, day, pnl_record(GREEN, e))
-    live = {e.day for e in current}
-    for k in store.keys(pmap):
-        if k not in live:
-            store.delete(pmap, k)
-    return published
-
-
 @asset(partitions_def=DAILY, group_name="green", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},
        deps=["daily_pnl_green"],
        description="GREEN's capital ledger rows for the day (every version), exported from the SQLite ledger; "
                    "publishes DOLPHIN_STATE_GREEN and DOLPHIN_PNL_GREEN.")
 def capital_ledger_green(context: AssetExecutionContext, ledger: Ledger,
                          feature_store: FeatureStoreResource) -> pd.DataFrame:
-    day = context.partition_key
-    book = ledger.open()
-    rows = book.history(GREEN, day)
-    if book.entry(GREEN, day) is None:
-        raise Failure(description=f"the capital ledger has no current result for {GREEN} {day}: "
-                                  f"materialise daily_pnl_green for {day} first")
-    current = book.current(GREEN)
-    last, seq = current[-1], book.last_seq()
-    state = state_record(GREEN, last, seq)
-    published, gap = publish_or_gap(context, f"{GREEN} state/pnl",
-                                    lambda: _publish_hot_copy(feature_store.open(), state, current, day))
-    context.add_output_metadata({"versions": len(rows), "chain_last_day": last.day,
-                                 "capital": last.record.closing_capital, "peak": last.peak,
-                                 "drawdown": last.drawdown, "published_state": published, "store_gap": gap})
-    return _ledger_frame(rows)
+    return export_capital_ledger(context, ledger, feature_store, GREEN, "daily_pnl_green")
 
 
 @multi_asset_check(
