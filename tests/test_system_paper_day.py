@@ -298,7 +298,8 @@ def test_order_book_publisher_gives_apex_and_stalker_once_its_books_are_30_s_old
 
     home, store = home_store
     feed = RiskFeed(store, SYMBOLS, book=False)
-    stack = Stack(home, start=START, days=0.35, speed=0.5, symbols=SYMBOLS, book=True)  # 100 bars, 50 s
+    # 200 bars, 100 s: room for APEX to settle and 30 s of staleness after it (the test stops the stack at STALKER)
+    stack = Stack(home, start=START, days=0.7, speed=0.5, symbols=SYMBOLS, book=True)
     # (monotonic time, posture, Cat3) at every change of the published posture or Cat3
     key = lambda r: (r.posture, r.breakdown["Cat3"])  # noqa: E731
     watch = SafetyWatch(store, key=key, item=lambda t, r: (t, *key(r)))
