@@ -13,7 +13,7 @@ export DOLPHIN_HOME ?= $(CURDIR)/.dolphin
 # One BLAS thread: the scanner is single-threaded and multi-threaded OpenBLAS thrashes on 2 busy cores.
 export OPENBLAS_NUM_THREADS ?= 1
 
-.PHONY: install run test bench browser compose clean dagster python demo
+.PHONY: install run test bench browser compose clean dagster python demo layout
 DAGSTER_PORT ?= 3000
 
 # `python3.X -c ...` exits 0 only for an interpreter that runs and is 3.X
@@ -67,7 +67,11 @@ compose:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
 test: $(STAMP) browser compose
-	$(PY) -m pytest -q --durations=30 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=30 tests
+
+# README's layout section from the tree (tests/unit/test_layout.py fails when it drifts)
+layout: $(STAMP)
+	$(PY) scripts/layout.py --write
 
 bench: $(STAMP)
 	$(PY) bench/scanner.py

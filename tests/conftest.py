@@ -1,8 +1,37 @@
-"""Shared fixtures: real candle rows from ../shared/data; a private data home with the embedded store."""
+"""Shared fixtures and the test tiers.
+
+Tiers by folder (marker = folder name, `pytest -m unit` etc.):
+- tests/unit/<package>/...: one package's behaviour, in process (real data, Nautilus's simulated exchange, SQLite);
+- tests/integration/...: several parts or a real service together (Dagster materialisations, the store contract,
+  PostgreSQL, the venue with Nautilus's clients, compose files);
+- tests/system/: the whole stack as separate processes (venue, bridge, runtime, Dagster, console, browser).
+Support code (real-data loaders, process wrappers, the browser) is in tests/support/, used by every tier."""
+
+from pathlib import Path
 
 import pytest
 
-from tests.data_helpers import real_rows
+from tests.support.data import real_rows
+
+TESTS = Path(__file__).resolve().parent
+TIERS = ("system", "integration", "unit")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier and its xdist group, and start the system tier first.
+
+    `make test` runs two workers (`-n 2 --dist loadgroup`): the system tests share one worker and run one after the
+    other (each starts several processes with real-time deadlines, two at once would starve them on 2 cores); every
+    other file stays on one worker so its module fixtures (real data, backtests) are built once. The system tier is
+    the longest single chain, so it is started first."""
+    for item in items:
+        rel = Path(item.path).resolve().relative_to(TESTS)
+        tier = rel.parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{rel}: tests live under tests/unit/<package>/, tests/integration/ or tests/system/")
+        item.add_marker(getattr(pytest.mark, tier))
+        item.add_marker(pytest.mark.xdist_group("system" if tier == "system" else rel.as_posix()))
+    items.sort(key=lambda it: TIERS.index(Path(it.path).resolve().relative_to(TESTS).parts[0]))
 
 
 @pytest.fixture(scope="module")
