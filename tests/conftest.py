@@ -17,6 +17,7 @@ TESTS = Path(__file__).resolve().parent
 TIERS = ("system", "integration", "unit")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its tier and its xdist group, and start the system tier first.
 
