@@ -26,19 +26,8 @@ from pathlib import Path
 
 from dolphin.engine.config import POSTURE_NAMES
 from dolphin.ledger import db
+from dolphin.ledger.schema import LEDGER
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS safety_overrides (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,      -- append order
-    kind        TEXT    NOT NULL CHECK (kind IN ('set', 'clear')),
-    posture     TEXT,                                   -- APEX / STALKER / TURTLE / HIBERNATE ('set' only)
-    reason      TEXT    NOT NULL,
-    who         TEXT    NOT NULL,
-    at_ns       INTEGER NOT NULL,                       -- when it was written (UTC epoch ns)
-    until_ns    INTEGER,                                -- when a 'set' expires by itself
-    recorded_at TEXT    NOT NULL                        -- ISO 8601 UTC (for people)
-);
-"""
 
 MAX_TTL_S = 7 * 86400  # an emergency measure, not a configuration: a week at most
 # Rm band of each posture (inclusive lower bound, exclusive upper except APEX's 1.0), DESIGN.md thresholds
@@ -160,7 +149,7 @@ def _now_ns() -> int:
 
 
 def _append(path: Path, kind, posture, reason, who, at_ns, until_ns) -> Override:
-    db.init(path, _SCHEMA)
+    db.init(path, LEDGER)
     with db.write(path) as con:
         cur = con.execute(
             "INSERT INTO safety_overrides (kind, posture, reason, who, at_ns, until_ns, recorded_at) "
