@@ -2,12 +2,12 @@
 EMERGENCY ONLY"): a posture set by hand for a limited time, with a reason, audited in the ledger.
 
 Storage: table ``safety_overrides`` in the capital ledger's SQLite file (the same file, so the audit lives
-with the capital it protects). Append-only: a ``set`` row (posture, reason, who, set at, until) and a
-``clear`` row (who, reason) are the only writes; nothing is ever updated or deleted, so the table is the
-audit trail. The override in force at ``now`` is the newest row stamped at or before ``now``: a ``set`` whose
-``until`` is after ``now`` (it expires by itself, no process has to remove it), or nothing after a ``clear``.
-Times are UTC epoch nanoseconds (the runtime's clock), so a replay on the bar clock asks "as of that bar" and
-an override set today never reaches a past bar.
+with the capital it protects; its layout: ``dolphin.ledger.schema``, version 3). Append-only: a ``set`` row
+(posture, reason, who, set at, until) and a ``clear`` row (who, reason) are the only writes; nothing is ever
+updated or deleted, so the table is the audit trail. The override in force at ``now`` is the newest row
+stamped at or before ``now``: a ``set`` whose ``until`` is after ``now`` (it expires by itself, no process has
+to remove it), or nothing after a ``clear``. Times are UTC epoch nanoseconds (the runtime's clock), so a
+replay on the bar clock asks "as of that bar" and an override set today never reaches a past bar.
 
 How the runtime honours it (``runtime.risk.StoreRiskSource``): the survival stack still computes Rm and runs
 its hysteresis (so the posture it reaches is ready when the override ends), but the posture used is the
