@@ -221,9 +221,9 @@ def strategy_for(settings: NodeSettings, *, risk_source=None, history=None, capi
     # live: orders at the venue that Nautilus's start-up reconciliation finds (a take-profit resting from before a
     # restart) belong to this strategy, so it can track and cancel them (runtime.reconcile)
     claims = [instrument_id(s) for s in settings.symbols] if settings.mode == "live" else None
-    scfg = DolphinStrategyConfig(symbols=tuple(settings.symbols), bar_ms=int(settings.bar_ms),
-                                 engine=settings.engine.to_dict(), bar_timeout_ms=int(settings.bar_timeout_ms),
-                                 external_order_claims=claims)
+    scfg = DolphinStrategyConfig.for_engine(settings.engine, symbols=tuple(settings.symbols),
+                                            bar_ms=int(settings.bar_ms), bar_timeout_ms=int(settings.bar_timeout_ms),
+                                            external_order_claims=claims)
     strategy = DolphinStrategy(scfg, risk_source=risk_source, history=history, capital=capital, journal=journal,
                                adopt=adopt, gap_filler=gap_filler)
     if settings.scan_files:

@@ -222,9 +222,9 @@ def run_replay(data, cfg: EngineConfig = BLUE, *, start_ms: int | None = None, e
             engine.add_data(bars)
         engine.add_data(_ticks(panel, instruments, lo))
 
-        scfg = DolphinStrategyConfig(symbols=tuple(panel.symbols), bar_ms=int(panel.bar_ms), engine=cfg.to_dict(),
-                                     end_of_data_ms=int(close_ms[-1]), acb_adverse_exit=acb_adverse_exit,
-                                     acb_drop=acb_drop)
+        scfg = DolphinStrategyConfig.for_engine(cfg, symbols=tuple(panel.symbols), bar_ms=int(panel.bar_ms),
+                                                end_of_data_ms=int(close_ms[-1]), acb_adverse_exit=acb_adverse_exit,
+                                                acb_drop=acb_drop)
         strat = DolphinStrategy(scfg, risk_source=source, history=history, funding=funding,
                                 tradable=lambda ms: tradable[row_of[ms]], capital=capital, journal=ledger)
         engine.add_strategy(strat)

@@ -36,13 +36,14 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.trading.strategy import Strategy
 
 from dolphin.engine import kernel as K
-from dolphin.engine.config import BLUE, STALKER, EngineConfig
+from dolphin.engine.config import STALKER, ConfigError, EngineConfig, preset_and_overrides, preset_named, with_overrides
 from dolphin.console.decisions import decision_log_for
 from runtime.accounting import _REASON_NAMES, Accounts, FundingSchedule, _Pending, _Trade  # noqa: F401 (re-exported)
 from runtime.bars import NS_PER_MS, BarSet, grid_close_ms
@@ -58,20 +59,50 @@ __all__ = ["DolphinStrategy", "DolphinStrategyConfig", "FundingSchedule", "Runti
 
 
 class DolphinStrategyConfig(StrategyConfig, frozen=True):
-    """``engine``: ``EngineConfig.to_dict()`` (None = BLUE). ``end_of_data_ms``: replay only, the
-    last bar's close: there, like ``run_backtest(close_at_end=True)``, the position is closed at
-    market instead of acting on the decision. ``bar_timeout_ms``: live only, how long after the first bar of
-    a set arrived an incomplete set is processed anyway (missing closes forward-filled, those
+    """The engine is ``preset`` (a ``dolphin.engine.config.PRESETS`` name: blue, green) plus ``overrides``, the
+    ``EngineConfig`` fields that differ from it. Both are checked at construction by the engine's own config
+    rules (``dolphin.engine.configcheck``, as for a config file): an unknown key is refused with the closest known
+    key suggested, a wrong type or range names the key, and the values are stored typed (``"1e-9"`` -> 1e-09,
+    ``36.0`` bars -> 36, a duration such as ``"12h"`` -> bars of ``bar_ms``). ``engine_config()`` is the
+    resulting ``EngineConfig``; ``for_engine(cfg, ...)`` builds the config of an already loaded ``EngineConfig``
+    (the runtime's path: ``load_config``, which also applies the LONG validation gate, then this).
+
+    ``end_of_data_ms``: replay only, the last bar's close: there, like ``run_backtest(close_at_end=True)``, the
+    position is closed at market instead of acting on the decision. ``bar_timeout_ms``: live only, how long after
+    the first bar of a set arrived an incomplete set is processed anyway (missing closes forward-filled, those
     instruments not tradable for that bar); a newer bar's arrival also completes it."""
 
     symbols: tuple[str, ...]
     bar_ms: int = 300_000
-    engine: dict | None = None
+    preset: str = "blue"
+    overrides: dict[str, bool | int | float | str] = {}
     end_of_data_ms: int | None = None
     bar_timeout_ms: int | None = None
     keep_log: bool = True
     acb_adverse_exit: bool = False  # exit when the ACB boost fell by more than acb_drop since entry
     acb_drop: float = 0.2
+
+    def __post_init__(self):
+        cfg = self.engine_config()  # ConfigError naming the key
+        # frozen: force_setattr is msgspec's way for __post_init__ to store the typed values
+        msgspec.structs.force_setattr(self, "overrides", {k: getattr(cfg, k) for k in self.overrides})
+
+    def engine_config(self) -> EngineConfig:
+        if not isinstance(self.overrides, dict):
+            raise ConfigError(f"DolphinStrategyConfig: overrides: must be a mapping of EngineConfig fields "
+                              f"(got {self.overrides!r})")
+        return with_overrides(preset_named(self.preset, "DolphinStrategyConfig"), self.overrides,
+                              f"DolphinStrategyConfig overrides (preset {self.preset})", bar_ms=int(self.bar_ms))
+
+    @classmethod
+    def for_engine(cls, cfg: EngineConfig, **kw) -> "DolphinStrategyConfig":
+        """The config running ``cfg``: the preset it differs least from plus the differing fields."""
+        preset, overrides = preset_and_overrides(cfg)
+        scfg = cls(preset=preset, overrides=overrides, **kw)
+        if scfg.engine_config() != cfg:  # a field the checks coerce differently: refuse rather than run another config
+            raise ConfigError(f"DolphinStrategyConfig: engine config {cfg.name} does not survive as preset {preset} "
+                              f"+ overrides {overrides}")
+        return scfg
 
 
 @dataclass
@@ -112,7 +143,7 @@ class DolphinStrategy(Strategy):
         ``gap_filler``: optional ``(first_open_ms, last_open_ms) -> Panel`` of bars the feed skipped
         (``runtime.warmup.VenueGapFiller``): the market state steps through them instead of restarting cold."""
         super().__init__(config)
-        self.cfg = EngineConfig.from_dict(dict(config.engine)) if config.engine else BLUE
+        self.cfg = config.engine_config()
         self.p = K.pack_params(self.cfg, config.acb_adverse_exit, config.acb_drop)
         self.symbols = list(config.symbols)
         self.N = len(self.symbols)

@@ -158,19 +158,51 @@ def load_config(path_or_preset: str | Path | None) -> EngineConfig:
         raise ConfigError(f"{p}: cannot read: {e}") from None
     if not isinstance(d, dict):
         raise ConfigError(f"{p}: expected a mapping of config keys")
-    preset = d.pop("preset", "blue")
+    base = preset_named(d.pop("preset", "blue"), str(p))
+    from dolphin.engine.configcheck import ConfigValueError, config_bar_ms
+
+    try:
+        bar_ms = config_bar_ms(d.pop("bar", None), str(p))  # the bar size its bar counts are for (5m)
+    except ConfigValueError as e:
+        raise ConfigError(str(e)) from None
+    return with_overrides(base, d, str(p), bar_ms=bar_ms)
+
+
+def preset_named(preset, where: str) -> EngineConfig:
+    """The preset called ``preset`` (any case); ConfigError naming ``where``, the known presets and the closest."""
     base = PRESETS.get(str(preset).lower())
     if base is None:
-        raise ConfigError(f"{p}: preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})")
-    from dolphin.engine.configcheck import ConfigValueError, config_bar_ms, validate_mapping
+        import difflib
 
-    try:  # types, ranges and unknown keys, from the dataclass fields (dolphin.engine.configcheck)
-        bar_ms = config_bar_ms(d.pop("bar", None), str(p))  # the bar size its bar counts are for (5m)
-        return EngineConfig.from_dict(validate_mapping(EngineConfig, d, str(p), bar_ms=bar_ms), base)
+        close = difflib.get_close_matches(str(preset).lower(), list(PRESETS), n=1)
+        raise ConfigError(f"{where}: preset: unknown preset {preset!r} (known: {', '.join(PRESETS)})"
+                          + (f"; did you mean {close[0]!r}?" if close else ""))
+    return base
+
+
+def with_overrides(base: EngineConfig, overrides: dict, where: str, *, bar_ms: int | None = None) -> EngineConfig:
+    """``base`` with ``overrides`` (EngineConfig fields), each checked and typed by ``dolphin.engine.configcheck``
+    (types, ranges, unknown keys with the closest known key suggested; durations such as ``12h`` converted with
+    ``bar_ms``, default the presets' 5m), then the dataclass's own rules. ConfigError naming ``where`` and the key."""
+    from dolphin.engine.configcheck import PRESET_BAR_MS, ConfigValueError, validate_mapping
+
+    try:
+        return EngineConfig.from_dict(validate_mapping(EngineConfig, overrides, where,
+                                                       bar_ms=PRESET_BAR_MS if bar_ms is None else bar_ms), base)
     except ConfigValueError as e:
         raise ConfigError(str(e)) from None
     except (ConfigError, TypeError) as e:
-        raise ConfigError(f"{p}: {e}") from None
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def preset_and_overrides(cfg: EngineConfig) -> tuple[str, dict]:
+    """The preset ``cfg`` differs least from (on a tie the one named like it) and the fields that differ:
+    ``with_overrides(PRESETS[preset], overrides, ...)`` gives ``cfg`` back."""
+    def diff(base):
+        return {f.name: getattr(cfg, f.name) for f in fields(cfg) if getattr(cfg, f.name) != getattr(base, f.name)}
+
+    best = min(PRESETS, key=lambda k: (len(diff(PRESETS[k])), k != str(cfg.name).lower()))
+    return best, diff(PRESETS[best])
 
 
 BLUE = EngineConfig()

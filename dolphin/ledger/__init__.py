@@ -1,6 +1,7 @@
 """Capital ledger: the durable, append-only source of truth for a strategy's capital day by day.
 
-Pure Python + sqlite3 (no Dagster, no Hazelcast). See ``sqlite.CapitalLedger`` for the rules.
+Pure Python + sqlite3 (no Dagster, no Hazelcast). See ``sqlite.CapitalLedger`` for the rules, ``schema`` for the
+file's versioned layout and ``db`` for how versions are migrated.
 """
 
 from dolphin.ledger.sqlite import (CapitalLedger, DayRecord, LedgerEntry, LedgerError, OutOfOrderError,

@@ -28,63 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dolphin.ledger import db
+from dolphin.ledger.schema import LEDGER
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal_sessions (
-    strategy        TEXT NOT NULL,
-    session         TEXT NOT NULL,
-    mode            TEXT NOT NULL,               -- paper | sandbox | live
-    opening_capital REAL NOT NULL,
-    opened_at       TEXT NOT NULL,
-    runs            INTEGER NOT NULL DEFAULT 1,   -- starts, restarts included
-    status          TEXT NOT NULL CHECK (status IN ('open', 'closed')),
-    closing_capital REAL,
-    peak            REAL,
-    drawdown        REAL,
-    n_events        INTEGER,
-    closed_at       TEXT,
-    PRIMARY KEY (strategy, session)
-);
-CREATE TABLE IF NOT EXISTS journal_events (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
-    strategy      TEXT    NOT NULL,
-    session       TEXT    NOT NULL,
-    event_id      TEXT    NOT NULL,
-    kind          TEXT    NOT NULL CHECK (kind IN ('fill', 'funding')),
-    ts_ns         INTEGER NOT NULL,
-    symbol        TEXT    NOT NULL,
-    side          TEXT    NOT NULL,               -- BUY | SELL (funding: the position's side)
-    role          TEXT    NOT NULL,               -- entry | tp | exit | funding
-    qty           REAL    NOT NULL,
-    price         REAL    NOT NULL,
-    fee           REAL    NOT NULL,               -- commission paid (fills)
-    amount        REAL    NOT NULL,               -- funding paid (funding events), 0 for fills
-    liquidity     TEXT    NOT NULL,               -- MAKER | TAKER | ''
-    capital_after REAL    NOT NULL,               -- the strategy's realised capital after this event
-    recorded_at   TEXT    NOT NULL,
-    UNIQUE (strategy, event_id)
-);
-CREATE TRIGGER IF NOT EXISTS journal_events_no_update BEFORE UPDATE ON journal_events
-BEGIN SELECT RAISE(ABORT, 'journal_events is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS journal_events_no_delete BEFORE DELETE ON journal_events
-BEGIN SELECT RAISE(ABORT, 'journal_events is append-only'); END;
--- the decision behind each entry order, written when the order is submitted: what a restarted runtime needs
--- to adopt the position the order opened (its exit rules read the posture and ACB boost at entry)
-CREATE TABLE IF NOT EXISTS journal_entries (
-    strategy      TEXT    NOT NULL,
-    session       TEXT    NOT NULL,
-    order_id      TEXT    NOT NULL,               -- the entry order's client order id
-    symbol        TEXT    NOT NULL,
-    ts_ns         INTEGER NOT NULL,               -- the decision's bar close
-    context       TEXT    NOT NULL,               -- JSON object
-    recorded_at   TEXT    NOT NULL,
-    PRIMARY KEY (strategy, order_id)
-);
-CREATE TRIGGER IF NOT EXISTS journal_entries_no_update BEFORE UPDATE ON journal_entries
-BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS journal_entries_no_delete BEFORE DELETE ON journal_entries
-BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
-"""
 
 _CONTENT = ("session", "kind", "ts_ns", "symbol", "side", "role", "qty", "price", "fee", "amount", "liquidity",
             "capital_after")
@@ -180,7 +125,7 @@ def positions_from(events) -> dict:
 class FillJournal:
     def __init__(self, path):
         self.path = Path(path)
-        db.init(self.path, _SCHEMA)
+        db.init(self.path, LEDGER)
 
     def _connect(self):
         return db.connect(self.path)

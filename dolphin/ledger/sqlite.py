@@ -24,30 +24,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from dolphin.ledger import db
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger_days (
-    seq             INTEGER PRIMARY KEY AUTOINCREMENT,  -- global append order
-    strategy        TEXT    NOT NULL,
-    day             TEXT    NOT NULL,                   -- UTC day, YYYY-MM-DD
-    version         INTEGER NOT NULL,
-    kind            TEXT    NOT NULL CHECK (kind IN ('day', 'void')),
-    recorded_at     TEXT    NOT NULL,                   -- ISO 8601 UTC
-    run_id          TEXT,
-    note            TEXT    NOT NULL DEFAULT '',
-    opening_equity  REAL,
-    closing_equity  REAL,                               -- mark-to-market at the day's last close
-    closing_capital REAL,                               -- realised capital carried to the next day
-    peak            REAL,                               -- highest closing equity of the chain so far
-    drawdown        REAL,                               -- 1 - closing_equity / peak
-    n_trades        INTEGER,
-    bars            INTEGER,
-    opening_state   TEXT,                               -- JSON (engine state)
-    closing_state   TEXT,                               -- JSON (engine state)
-    trades          TEXT,                               -- JSON list of the trades closed that day
-    UNIQUE (strategy, day, version)
-);
-"""
+from dolphin.ledger.schema import LEDGER
 
 
 class LedgerError(RuntimeError):
@@ -132,7 +109,7 @@ class CapitalLedger:
 
     def __init__(self, path):
         self.path = Path(path)
-        db.init(self.path, _SCHEMA)
+        db.init(self.path, LEDGER)
 
     @classmethod
     def existing(cls, path) -> "CapitalLedger":
@@ -144,7 +121,9 @@ class CapitalLedger:
             raise FileNotFoundError(f"no capital ledger at {p}")
         book = cls.__new__(cls)
         book.path = p
-        with db.connect(p) as con:  # the runtime's journal shares the file and may have created it alone
+        with db.connect(p) as con:
+            db.check_version(con, p, LEDGER)  # a later DOLPHIN's file: refused, not misread
+            # unversioned (written before schema versions): the runtime's journal may have created it alone
             book._has_chain = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = "
                                           "'ledger_days'").fetchone() is not None
         return book

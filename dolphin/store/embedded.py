@@ -22,18 +22,25 @@ import threading
 from contextlib import contextmanager
 from pathlib import Path
 
+from dolphin.ledger import db
+from dolphin.ledger.db import Migration, Schema
 from dolphin.store.port import (ADDED, REMOVED, UPDATED, EntryEvent, FeatureStore, Record, StoreUnavailableError,
                                 check_key, check_topic)
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+# version 1: the key-value table (2026-11-22, the feature-store port); version 2: the change log and topics
+# (listeners and messages across processes, the same day). An unversioned file holds version 1 or 2's tables.
+_SCHEMA = Schema("embedded feature store", (
+    Migration(1, "entries: the maps' keys and values", """
 CREATE TABLE IF NOT EXISTS entries (
     map   TEXT NOT NULL,
     key   TEXT NOT NULL,
     value TEXT NOT NULL,
     PRIMARY KEY (map, key)
 ) WITHOUT ROWID;
+"""),
+    Migration(2, "changes and messages: entry events and topics across processes", """
 CREATE TABLE IF NOT EXISTS changes (
     id    INTEGER PRIMARY KEY AUTOINCREMENT,
     map   TEXT NOT NULL,
@@ -57,7 +64,8 @@ END;
 CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries BEGIN
     INSERT INTO changes (map, key, kind, value) VALUES (OLD.map, OLD.key, 'removed', OLD.value);
 END;
-"""
+"""),
+))
 
 _KINDS = {"added": ADDED, "updated": UPDATED, "removed": REMOVED}
 
@@ -121,13 +129,7 @@ class EmbeddedStore(FeatureStore):
         self._lock = threading.Lock()
         self._writes = 0
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            con = sqlite3.connect(self.path, timeout=write_timeout, isolation_level=None)
-            try:
-                con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
-            finally:
-                con.close()
+            db.init(self.path, _SCHEMA, timeout=write_timeout)  # WAL; migrated up, or refused when newer
         except (OSError, sqlite3.Error) as e:
             raise StoreUnavailableError(f"embedded feature store {self.path}: cannot open: {e}") from e
 

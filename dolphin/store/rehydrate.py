@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from dolphin.ledger.db import Migration, Schema
 from dolphin.store.port import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SCAN_LATEST,
                                 STATE_LATEST, SYSTEM_HEALTH, VOL_REGIME, FeatureStore, MalformedRecordError, Record,
                                 StoreUnavailableError, check_key, pnl_map, publish_if_newer, state_map)
@@ -67,8 +68,10 @@ def log_path() -> Path:
     return data_home() / "hot-copy" / "last_published.sqlite"
 
 
-_SCHEMA = """CREATE TABLE IF NOT EXISTS published (
-    map TEXT NOT NULL, key TEXT NOT NULL, record TEXT NOT NULL, kept_at REAL NOT NULL, PRIMARY KEY (map, key))"""
+# version 1: the table as shipped on 2026-12-02 (an unversioned file holds exactly it, or nothing yet)
+_SCHEMA = Schema("published-record log", (Migration(1, "published: the last record per key", """
+CREATE TABLE IF NOT EXISTS published (
+    map TEXT NOT NULL, key TEXT NOT NULL, record TEXT NOT NULL, kept_at REAL NOT NULL, PRIMARY KEY (map, key))"""),))
 
 
 class PublishedLog:
@@ -108,7 +111,8 @@ class PublishedLog:
             return None
         from dolphin.ledger import db
 
-        with db.connect(self.path) as con:
+        with db.connect(self.path, what=_SCHEMA.name) as con:
+            db.check_version(con, self.path, _SCHEMA)
             try:
                 row = con.execute("SELECT record FROM published WHERE map = ? AND key = ?",
                                   (map_name, key)).fetchone()

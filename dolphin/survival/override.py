@@ -2,12 +2,12 @@
 EMERGENCY ONLY"): a posture set by hand for a limited time, with a reason, audited in the ledger.
 
 Storage: table ``safety_overrides`` in the capital ledger's SQLite file (the same file, so the audit lives
-with the capital it protects). Append-only: a ``set`` row (posture, reason, who, set at, until) and a
-``clear`` row (who, reason) are the only writes; nothing is ever updated or deleted, so the table is the
-audit trail. The override in force at ``now`` is the newest row stamped at or before ``now``: a ``set`` whose
-``until`` is after ``now`` (it expires by itself, no process has to remove it), or nothing after a ``clear``.
-Times are UTC epoch nanoseconds (the runtime's clock), so a replay on the bar clock asks "as of that bar" and
-an override set today never reaches a past bar.
+with the capital it protects; its layout: ``dolphin.ledger.schema``, version 3). Append-only: a ``set`` row
+(posture, reason, who, set at, until) and a ``clear`` row (who, reason) are the only writes; nothing is ever
+updated or deleted, so the table is the audit trail. The override in force at ``now`` is the newest row
+stamped at or before ``now``: a ``set`` whose ``until`` is after ``now`` (it expires by itself, no process has
+to remove it), or nothing after a ``clear``. Times are UTC epoch nanoseconds (the runtime's clock), so a
+replay on the bar clock asks "as of that bar" and an override set today never reaches a past bar.
 
 How the runtime honours it (``runtime.risk.StoreRiskSource``): the survival stack still computes Rm and runs
 its hysteresis (so the posture it reaches is ready when the override ends), but the posture used is the
@@ -26,19 +26,8 @@ from pathlib import Path
 
 from dolphin.engine.config import POSTURE_NAMES
 from dolphin.ledger import db
+from dolphin.ledger.schema import LEDGER
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS safety_overrides (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,      -- append order
-    kind        TEXT    NOT NULL CHECK (kind IN ('set', 'clear')),
-    posture     TEXT,                                   -- APEX / STALKER / TURTLE / HIBERNATE ('set' only)
-    reason      TEXT    NOT NULL,
-    who         TEXT    NOT NULL,
-    at_ns       INTEGER NOT NULL,                       -- when it was written (UTC epoch ns)
-    until_ns    INTEGER,                                -- when a 'set' expires by itself
-    recorded_at TEXT    NOT NULL                        -- ISO 8601 UTC (for people)
-);
-"""
 
 MAX_TTL_S = 7 * 86400  # an emergency measure, not a configuration: a week at most
 # Rm band of each posture (inclusive lower bound, exclusive upper except APEX's 1.0), DESIGN.md thresholds
@@ -160,7 +149,7 @@ def _now_ns() -> int:
 
 
 def _append(path: Path, kind, posture, reason, who, at_ns, until_ns) -> Override:
-    db.init(path, _SCHEMA)
+    db.init(path, LEDGER)
     with db.write(path) as con:
         cur = con.execute(
             "INSERT INTO safety_overrides (kind, posture, reason, who, at_ns, until_ns, recorded_at) "

@@ -117,8 +117,8 @@ def _run(btc_ohlc, postures, *, delay_ms=(0, 0), drop=(), bar_timeout_ms=None, d
         engine.add_data(BarDataWrangler(bar_type(s, BAR_MS), instruments[s]).process(
             frame, ts_init_delta=delay_ms[j] * MS))
     engine.add_data(_ticks(panel, instruments, 0))
-    strat = DolphinStrategy(DolphinStrategyConfig(symbols=SYMBOLS, bar_ms=BAR_MS, engine=cfg.to_dict(),
-                                                  bar_timeout_ms=bar_timeout_ms), risk_source=source)
+    strat = DolphinStrategy(DolphinStrategyConfig.for_engine(cfg, symbols=SYMBOLS, bar_ms=BAR_MS,
+                                                             bar_timeout_ms=bar_timeout_ms), risk_source=source)
     strat.market = ScriptedMarket(len(SYMBOLS), int(panel.close_time[SIGNAL_BAR]))
     if decided is not None:
         on_close = strat._on_bar_close

@@ -104,14 +104,17 @@ def test_append_only_and_durable(book, tmp_path):
 
 
 def test_a_file_with_only_the_fill_journal_reads_as_a_ledger_without_days(tmp_path, monkeypatch):
-    """The runtime's journal creates the shared ledger file alone (a demo / live day before any Dagster paper
-    day): readers see no days, not 'no such table: ledger_days'."""
+    """The runtime's journal created the shared ledger file alone (a demo / live day before any Dagster paper
+    day; unversioned files only: a versioned file has every table): readers see no days, not 'no such table:
+    ledger_days'."""
     from dolphin.ledger.journal import FillJournal
     from dolphin.status import _read_ledger
     from dolphin.store.rehydrate import Sources
 
     path = tmp_path / "ledger" / "ledger.sqlite"
     FillJournal(path).open_session("BLUE", "sandbox:local:2023-07-17", mode="sandbox", opening_capital=25_000.0)
+    with sqlite3.connect(path) as con:  # the file as the journal left it before schema versions: its tables only
+        con.executescript("DROP TABLE ledger_days; DROP TABLE safety_overrides; PRAGMA user_version = 0;")
     book = CapitalLedger.existing(path)
     assert book.current("BLUE") == [] and book.history("BLUE") == [] and book.last_seq() == 0
     assert book.entry("BLUE", "2023-07-17") is None
