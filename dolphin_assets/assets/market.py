@@ -11,7 +11,9 @@ from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, pu
 from dolphin.timeutil import DAY_MS, fmt_ms
 from dolphin_assets.partitions import DAILY
 from dolphin_assets.publish import keep_published, num, publish_or_gap, scan_is_newer, scan_record
-from dolphin_assets.resources import FeatureStoreResource, MarketData, ScanDir
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.market_data import MarketData
+from dolphin_assets.resources.scan_dir import ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG
 
 WAREHOUSE = "warehouse"
