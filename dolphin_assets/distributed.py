@@ -21,7 +21,10 @@ What fans out, what stays in order, what is pinned (decided here, tested in test
   Hazelcast) -- gets the dask resource ``SINGLE_HOST``; exactly one worker, on the machine that holds the data
   home, is started with ``--resources SINGLE_HOST=1``, so those files are only ever written there. Hazelcast
   (a shared service) releases ``feature_store`` from the pin (``pinned_keys``). Everything else (loading bars,
-  pickled io-manager values on a volume every worker mounts) runs on any worker.
+  pickled io-manager values on a volume every worker mounts) runs on any worker. eigen_scans is two steps for
+  this: ``eigen_scans.scan_day`` (the scanner and the day's Parquet file: any worker, so the days' scans spread
+  over the machines) and ``eigen_scans.write_scans`` (DuckDB rows and scan_latest: pinned, milliseconds).
+  ``pinned_steps`` gives the decision for a job without a cluster (tests/test_distributed.py).
 - shared services for several machines: Dagster's run/event/schedule storage on PostgreSQL (dagster-postgres;
   ``docker/dagster.yaml`` picks it when DAGSTER_POSTGRES_HOST is set), Hazelcast for the features, the
   data home (scans, io-manager pickles) on a shared volume.
