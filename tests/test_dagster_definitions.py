@@ -57,23 +57,24 @@ def test_definitions_resolve_every_job_sensor_schedule_asset_and_check():
         try:
             return fn()
         except Exception as e:  # noqa: BLE001 - every failure is collected, then reported by name
-            failed.append(f"{kind} {name}: {type(e).__name__}: {e}"[:600])
+            failed.append(f"{kind}{' ' + name if name else ''}: {type(e).__name__}: {e}"[:600])
 
     graph = resolve("asset graph", "", defs.resolve_asset_graph)
     resolve("repository", "", defs.get_repository_def)  # resource keys every definition needs are provided
-    jobs = resolve("jobs", "", defs.resolve_all_job_defs) or []
-    job_names = {j.name for j in jobs}
+    resolve("all jobs", "", defs.resolve_all_job_defs)  # what the UI loads (fails as a whole on any bad job)
+    job_names = set()
     for job in defs.jobs or []:
-        resolve("job", job.name, lambda job=job: defs.resolve_job_def(job.name))
+        if resolve("job", job.name, lambda job=job: defs.resolve_job_def(job.name)) is not None:
+            job_names.add(job.name)
     for s in defs.sensors or []:
         sensor = resolve("sensor", s.name, lambda s=s: defs.resolve_sensor_def(s.name))
         for target in (getattr(sensor, "job_name", None),) if sensor is not None and sensor.has_jobs else ():
             if target not in job_names:
-                failed.append(f"sensor {s.name}: targets job {target!r}, not in the resolved jobs")
+                failed.append(f"sensor {s.name}: targets job {target!r}, which did not resolve")
     for s in defs.schedules or []:
         sched = resolve("schedule", s.name, lambda s=s: defs.resolve_schedule_def(s.name))
         if sched is not None and sched.job_name not in job_names:
-            failed.append(f"schedule {s.name}: targets job {sched.job_name!r}, not in the resolved jobs")
+            failed.append(f"schedule {s.name}: targets job {sched.job_name!r}, which did not resolve")
     if graph is not None:
         keys = graph.get_all_asset_keys()
         for key in sorted(keys):
