@@ -34,7 +34,7 @@ NOT_PUBLISHED = "not published"
 
 
 def ledger_path() -> Path:
-    """The capital ledger's SQLite file (``dolphin_assets.resources.Ledger``'s default)."""
+    """The capital ledger's SQLite file (``dolphin_assets.resources.ledger.Ledger``'s default)."""
     from dolphin.paths import data_home
 
     return data_home() / "ledger" / "ledger.sqlite"

@@ -8,11 +8,12 @@
   so Dagster shows it SKIPPED (neither passed nor failed). Not blocking: the ledger export and the hot copy go on regardless -- a failed floor is a
   verdict on the strategy, not a reason to lose the day's bookkeeping.
 - Freshness: ``daily_pnl_blue``'s latest partition must exist by 01:00 UTC (the paper day runs at
-  00:05): ``build_time_partition_freshness_checks``, evaluated every 10 minutes by its sensor (not part
-  of the day runs: a backfill of old days would report it failing on every run). Dagster 1.13 marks
-  this builder as superseded by ``FreshnessPolicy``, but a FreshnessPolicy only asks "was the asset
-  materialised recently" (any partition, e.g. a re-run of an old day, counts); the requirement is
-  "the latest partition exists", which is exactly what this check evaluates.
+  00:05): ``build_time_partition_freshness_checks``, evaluated every 10 minutes by its sensor
+  (``dolphin_assets.sensors.freshness``; not part of the day runs: a backfill of old days would report it
+  failing on every run). Dagster 1.13 marks this builder as superseded by ``FreshnessPolicy``, but a
+  FreshnessPolicy only asks "was the asset materialised recently" (any partition, e.g. a re-run of an old
+  day, counts); the requirement is "the latest partition exists", which is exactly what this check
+  evaluates.
 
 Partitioned checks (``AssetCheckSpec(partitions_def=...)``, preview in Dagster 1.13) record one result
 per day, next to the day's materialisation.
@@ -23,7 +24,7 @@ import warnings
 
 import numpy as np
 from dagster import (AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetIn,
-                     AssetKey, MetadataValue, PreviewWarning, SupersessionWarning, build_sensor_for_freshness_checks,
+                     AssetKey, MetadataValue, PreviewWarning, SupersessionWarning,
                      build_time_partition_freshness_checks, multi_asset_check)
 
 from dolphin.daily import floors_at
@@ -31,7 +32,8 @@ from dolphin.metrics import FLOORS
 from dolphin.scanner.writer import from_table
 from dolphin.timeutil import DAY_MS
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.resources import Ledger, ScanDir
+from dolphin_assets.resources.ledger import Ledger
+from dolphin_assets.resources.scan_dir import ScanDir
 from dolphin_assets.settings import STRATEGY
 
 LAMBDA_TOL = 1e-9  # relative slack on the λ/N bounds for rounding (λmax of a correlation matrix is in [1, N])
@@ -164,8 +166,6 @@ with warnings.catch_warnings():
     FRESHNESS_CHECKS = build_time_partition_freshness_checks(
         assets=[AssetKey("daily_pnl_blue")], deadline_cron="0 1 * * *", timezone="UTC",
         severity=AssetCheckSeverity.ERROR)
-    FRESHNESS_SENSOR = build_sensor_for_freshness_checks(freshness_checks=FRESHNESS_CHECKS,
-                                                         minimum_interval_seconds=600, name="freshness_checks_sensor")
 
 
 # ---------------------------------------------------------------- exf coverage

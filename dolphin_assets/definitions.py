@@ -7,16 +7,21 @@ from dolphin_assets.assets.green import GREEN_ASSETS, GREEN_CHECKS, green_paper_
 from dolphin_assets.assets.live import scan_latest, scan_latest_job
 from dolphin_assets.assets.market import eigen_scans, market_bars, vol_regime
 from dolphin_assets.assets.risk import RISK_ASSETS, acb_day_job, exf_day_job, mc_envelope_job
-from dolphin_assets.checks import (FRESHNESS_CHECKS, FRESHNESS_SENSOR, daily_pnl_blue_floors, eigen_scans_checks,
-                                   exf_checks)
+from dolphin_assets.checks import FRESHNESS_CHECKS, daily_pnl_blue_floors, eigen_scans_checks, exf_checks
 from dolphin_assets.execution import executor_from_env
-from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir, Warehouse
-from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
-from dolphin_assets.risk_sensors import watchdog_sensor
+from dolphin_assets.resources.exf_source import ExfSource
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.ledger import Ledger
+from dolphin_assets.resources.market_data import MarketData
+from dolphin_assets.resources.scan_dir import ScanDir
+from dolphin_assets.resources.warehouse import Warehouse
 from dolphin_assets.schedules import (acb_day_schedule, blue_paper_day_job, blue_paper_day_schedule, exf_schedule,
                                       mc_envelope_schedule)
-from dolphin_assets.sensors import scan_files_sensor
 from dolphin_assets.sensors.alerts import alert_on_asset_checks, alert_on_run_failure
+from dolphin_assets.sensors.freshness import freshness_checks_sensor
+from dolphin_assets.sensors.rehydrate import store_rehydration_sensor
+from dolphin_assets.sensors.scan_files import scan_files_sensor
+from dolphin_assets.sensors.watchdog import watchdog_sensor
 
 ASSETS = [market_bars, eigen_scans, vol_regime, daily_pnl_blue, capital_ledger_blue, scan_latest, *RISK_ASSETS,
           *GREEN_ASSETS]
@@ -50,7 +55,7 @@ defs = Definitions(
     jobs=[blue_paper_day_job, scan_latest_job, exf_day_job, acb_day_job, mc_envelope_job, green_paper_day_job],
     schedules=[blue_paper_day_schedule, exf_schedule, acb_day_schedule, mc_envelope_schedule,
                green_paper_day_schedule],
-    sensors=[scan_files_sensor, FRESHNESS_SENSOR, watchdog_sensor, store_rehydration_sensor,
+    sensors=[scan_files_sensor, freshness_checks_sensor, watchdog_sensor, store_rehydration_sensor,
              alert_on_run_failure, alert_on_asset_checks],
     resources=resources(),
     # DOLPHIN_EXECUTOR=dask + DOLPHIN_DASK_SCHEDULER: the steps run on a dask cluster (dolphin_assets.execution)

@@ -21,7 +21,10 @@ What fans out, what stays in order, what is pinned (decided here, tested in test
   Hazelcast) -- gets the dask resource ``SINGLE_HOST``; exactly one worker, on the machine that holds the data
   home, is started with ``--resources SINGLE_HOST=1``, so those files are only ever written there. Hazelcast
   (a shared service) releases ``feature_store`` from the pin (``pinned_keys``). Everything else (loading bars,
-  pickled io-manager values on a volume every worker mounts) runs on any worker.
+  pickled io-manager values on a volume every worker mounts) runs on any worker. eigen_scans is two steps for
+  this: ``eigen_scans.scan_day`` (the scanner and the day's Parquet file: any worker, so the days' scans spread
+  over the machines) and ``eigen_scans.write_scans`` (DuckDB rows and scan_latest: pinned, milliseconds).
+  ``pinned_steps`` gives the decision for a job without a cluster (tests/test_distributed.py).
 - shared services for several machines: Dagster's run/event/schedule storage on PostgreSQL (dagster-postgres;
   ``docker/dagster.yaml`` picks it when DAGSTER_POSTGRES_HOST is set), Hazelcast for the features, the
   data home (scans, io-manager pickles) on a shared volume.
@@ -33,8 +36,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import cloudpickle
 import dagster as dg
-from dagster import Field, Noneable, StringSource
-from dagster._core.definitions.executor_definition import executor
+from dagster import Field, Noneable, StringSource, executor, raise_execution_interrupts
 from dagster_dask.executor import DaskExecutor
 
 PIN = "SINGLE_HOST"
@@ -54,10 +56,11 @@ def pinned_keys() -> tuple:
     return tuple(keys)
 
 
-def step_resource_keys(job_def, step) -> set:
-    """Resource keys a step touches: its op's own, its outputs' io managers, and the io managers that load its
-    inputs (an asset input is loaded by the upstream asset's io manager, e.g. the DuckDB warehouse)."""
-    op = job_def.get_node(step.node_handle).definition
+def node_resource_keys(job_def, handle) -> set:
+    """Resource keys an op (``handle``: its node handle in ``job_def``) touches: its own, its outputs' io
+    managers, and the io managers that load its inputs (an asset input is loaded by the upstream asset's io
+    manager, e.g. the DuckDB warehouse)."""
+    op = job_def.get_node(handle).definition
     keys = set(op.required_resource_keys)
     keys.update(o.io_manager_key for o in op.output_defs)
     al = job_def.asset_layer
@@ -66,12 +69,45 @@ def step_resource_keys(job_def, step) -> set:
             keys.add(inp.input_manager_key)
             continue
         try:
-            ak = al.get_asset_key_for_node_input(step.node_handle, inp.name)
+            ak = al.get_asset_key_for_node_input(handle, inp.name)
         except Exception:  # noqa: BLE001 - not an asset input: loaded from the upstream step's output
             ak = None
         if ak is not None and al.has(ak):
             keys.add(al.get(ak).io_manager_key)
     return keys
+
+
+def dask_requirements(job_def, handle, tags, pinned) -> dict:
+    """The dask resources a step needs: its op's own dask tags, else ``SINGLE_HOST`` when it touches a pinned
+    resource key, else none (any worker)."""
+    from dagster_dask.executor import get_dask_resource_requirements
+
+    req = dict(get_dask_resource_requirements(tags))
+    if not req and node_resource_keys(job_def, handle) & set(pinned):
+        req = {PIN: 1}
+    return req
+
+
+def pinned_steps(job_def, pinned) -> dict:
+    """Step key -> dask resources for every op of ``job_def`` (the executor's decision, without a cluster)."""
+    out = {}
+    for handle in job_def.graph.iterate_node_handles():
+        node = job_def.get_node(handle)
+        if isinstance(node.definition, dg.OpDefinition):
+            out[str(handle)] = dask_requirements(job_def, handle, node.tags, pinned)
+    return out
+
+
+def _interruptible(iterator):
+    """``iterator``'s items, each waited for under ``raise_execution_interrupts``: a run termination (SIGINT,
+    which Dagster otherwise holds back while it orchestrates) stops the wait for the dask futures at once."""
+    while True:
+        with raise_execution_interrupts():
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+        yield item
 
 
 def _step_on_worker(dependencies, payload: bytes):
@@ -95,9 +131,6 @@ class PinnedDaskExecutor(DaskExecutor):
         # dagster-dask's DaskExecutor.execute (existing / local clusters), with the dask resources of each
         # step from ``_requirements`` instead of the op's tags only
         import dask.distributed
-        from dagster._core.errors import raise_execution_interrupts
-        from dagster._utils import iterate_with_context
-        from dagster_dask.executor import get_dask_resource_requirements
 
         if not plan_context.instance.is_persistent:
             raise dg.DagsterInvariantViolationError("dask execution needs a persistent Dagster instance")
@@ -115,9 +148,7 @@ class PinnedDaskExecutor(DaskExecutor):
             for level in execution_plan.get_steps_to_execute_by_level():
                 for step in level:
                     deps = [by_key[k] for inp in step.step_inputs for k in inp.dependency_keys]
-                    req = dict(get_dask_resource_requirements(step.tags))
-                    if not req and step_resource_keys(job_def, step) & set(self.pinned):
-                        req = {PIN: 1}
+                    req = dask_requirements(job_def, step.node_handle, step.tags, self.pinned)
                     # the step's arguments travel as one pickle: dask >= 2025 walks tuple arguments, and Dagster's
                     # records (NamedTuples) refuse iteration
                     payload = cloudpickle.dumps((plan_context.reconstructable_job, plan_context.dagster_run,
@@ -129,7 +160,7 @@ class PinnedDaskExecutor(DaskExecutor):
                     futures.append(fut)
                     by_key[step.key] = fut
             done = dask.distributed.as_completed(futures, with_results=True)
-            for _fut, result in iterate_with_context(raise_execution_interrupts, done):
+            for _fut, result in _interruptible(done):
                 yield from result
         if self.cluster_type == "local":
             cluster.close()

@@ -1,6 +1,6 @@
 """Open the configured feature store from the environment, without Dagster.
 
-The same rules as ``dolphin_assets.resources.FeatureStoreResource`` (whose defaults come from the same
+The same rules as ``dolphin_assets.resources.feature_store.FeatureStoreResource`` (whose defaults come from the same
 variables, read once in ``dolphin_assets.settings``)::
 
     DOLPHIN_FEATURE_STORE   embedded (default) | hazelcast

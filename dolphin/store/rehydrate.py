@@ -43,7 +43,7 @@ from dolphin.watchdog import HEALTH_KEY
 
 log = logging.getLogger("dolphin.store.rehydrate")
 
-SENSOR_INTERVAL_S = 30  # store_rehydration_sensor's minimum interval (dolphin_assets.rehydrate_sensor)
+SENSOR_INTERVAL_S = 30  # store_rehydration_sensor's minimum interval (dolphin_assets.sensors.rehydrate)
 
 # the keys kept in the published-record log, with the asset (or sensor) that publishes them
 LOGGED = {(FEATURES, EXF_LATEST): "exf", (FEATURES, ESOF_LATEST): "esof", (FEATURES, ACB_STATE): "acb_state",

@@ -29,7 +29,10 @@ from dolphin_assets.assets.blue import DayRunConfig, export_capital_ledger, hist
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.checks import _specs, floor_check_name, floor_check_results
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
-from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, ScanDir
+from dolphin_assets.resources.exf_source import ExfSource
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.ledger import Ledger
+from dolphin_assets.resources.scan_dir import ScanDir
 
 GREEN = "GREEN"
 

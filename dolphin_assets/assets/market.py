@@ -1,8 +1,11 @@
 """Day partitions of the market layer: bars -> eigenvalue scans, vol regime."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, AssetIn, MetadataValue, Output, asset
+from dagster import (AssetExecutionContext, AssetIn, MetadataValue, OpExecutionContext, Out, Output, asset, graph_asset,
+                     op)
 
 from dolphin.daily import check_day_panel, day_start_ms, history_bars
 from dolphin.engine.regime import vol_regime as compute_vol_regime
@@ -11,7 +14,9 @@ from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, pu
 from dolphin.timeutil import DAY_MS, fmt_ms
 from dolphin_assets.partitions import DAILY
 from dolphin_assets.publish import keep_published, num, publish_or_gap, scan_is_newer, scan_record
-from dolphin_assets.resources import FeatureStoreResource, MarketData, ScanDir
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.market_data import MarketData
+from dolphin_assets.resources.scan_dir import ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG
 
 WAREHOUSE = "warehouse"
@@ -59,12 +64,20 @@ def _range(a) -> str:
     return f"[{a.min():.6g}, {a.max():.6g}]" if a.size else "n/a (not warm)"
 
 
-@asset(partitions_def=DAILY, group_name="market", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN,
-       kinds={"duckdb", "parquet"}, ins={"market_bars": AssetIn()},
-       description="Eigenvalue scans of the day (dolphin.scanner.scan): scans_YYYY-MM-DD.parquet under the "
-                   "scan directory (full schema) and the scalar columns in DuckDB; publishes scan_latest.")
-def eigen_scans(context: AssetExecutionContext, market_bars, scan_dir: ScanDir,
-                feature_store: FeatureStoreResource) -> pd.DataFrame:
+@dataclass(frozen=True)
+class ScanDay:
+    """What ``scan_day`` hands to ``write_scans``: the warehouse rows, the scan_latest record, the metadata (a
+    pickle of the default io manager, on the volume every worker mounts)."""
+
+    frame: pd.DataFrame
+    latest: Record
+    meta: dict
+
+
+@op(out=Out(io_manager_key="io_manager"),
+    description="The day's scans (dolphin.scanner.scan) and scans_YYYY-MM-DD.parquet under the scan directory: "
+                "no single-host file, so on the dask executor it runs on any worker (days fan out).")
+def scan_day(context: OpExecutionContext, market_bars, scan_dir: ScanDir) -> ScanDay:
     panel = market_bars
     scans = scan(panel)  # the day's rows (the panel's warm-up rows are history)
     paths = write_day_parquet(scans, scan_dir.dir())
@@ -73,16 +86,34 @@ def eigen_scans(context: AssetExecutionContext, market_bars, scan_dir: ScanDir,
     df = scans_frame(scans, warm)
     df.insert(0, "day", day_column(context, len(df)))
     latest = scan_record(scans, -1, f"eigen_scans {context.partition_key}")
-    published, gap = publish_or_gap(context, "scan_latest", lambda: publish_if_newer(
-        feature_store.open(), FEATURES, SCAN_LATEST, latest, newer=scan_is_newer))
     meta = {"scans": len(scans), "warm_scans": int(warm.sum()), "parquet": str(paths[0]),
             "vel_div_range": _range(scans.vel_div),
-            "fallbacks": MetadataValue.json({f"w{w}": c for w, c in scans.fallback_counts().items()}),
-            "published_scan_latest": published, "store_gap": gap}
+            "fallbacks": MetadataValue.json({f"w{w}": c for w, c in scans.fallback_counts().items()})}
     for k, w in enumerate(scans.windows):
         meta[f"lambda_w{w}_range"] = _range(scans.lam[:, k])
-    context.add_output_metadata(meta)
-    return df
+    return ScanDay(df, latest, meta)
+
+
+@op(out=Out(io_manager_key=WAREHOUSE, metadata=DAY_COLUMN),
+    description="The day's scan rows into the DuckDB warehouse and scan_latest into the feature store: the "
+                "single-host writes, pinned on the dask executor (dolphin_assets.distributed).")
+def write_scans(context: OpExecutionContext, scan_day: ScanDay, feature_store: FeatureStoreResource) -> pd.DataFrame:
+    published, gap = publish_or_gap(context, "scan_latest", lambda: publish_if_newer(
+        feature_store.open(), FEATURES, SCAN_LATEST, scan_day.latest, newer=scan_is_newer))
+    lam = {k: v for k, v in scan_day.meta.items() if k.startswith("lambda_")}
+    context.add_output_metadata({**{k: v for k, v in scan_day.meta.items() if k not in lam},
+                                 "published_scan_latest": published, "store_gap": gap, **lam})
+    return scan_day.frame
+
+
+@graph_asset(partitions_def=DAILY, group_name="market", metadata=DAY_COLUMN, kinds={"duckdb", "parquet"},
+             ins={"market_bars": AssetIn()},
+             description="Eigenvalue scans of the day (dolphin.scanner.scan): scans_YYYY-MM-DD.parquet under the "
+                         "scan directory (full schema) and the scalar columns in DuckDB; publishes scan_latest. Two "
+                         "steps: scan_day computes and writes the Parquet file (any worker), write_scans writes "
+                         "DuckDB and the store (the single-host step).")
+def eigen_scans(market_bars):
+    return write_scans(scan_day(market_bars))
 
 
 @asset(partitions_def=DAILY, group_name="market", io_manager_key=WAREHOUSE, metadata=DAY_COLUMN, kinds={"duckdb"},

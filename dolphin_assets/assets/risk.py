@@ -39,7 +39,11 @@ from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY
 from dolphin_assets.publish import keep_published, num, publish_or_gap
-from dolphin_assets.resources import ExfSource, FeatureStoreResource, Ledger, MarketData, ScanDir
+from dolphin_assets.resources.exf_source import ExfSource
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.ledger import Ledger
+from dolphin_assets.resources.market_data import MarketData
+from dolphin_assets.resources.scan_dir import ScanDir
 from dolphin_assets.settings import ENGINE_CONFIG, SETTINGS
 
 HOUR_MS = 3_600_000

@@ -28,7 +28,7 @@ def world(tmp_path_factory):
     with dagster_env(home):
         from dolphin_assets.checks import daily_pnl_blue_floors, eigen_scans_checks
         from dolphin_assets.definitions import ASSETS, resources
-        from dolphin_assets.resources import Ledger
+        from dolphin_assets.resources.ledger import Ledger
         from dolphin_assets.schedules import BLUE_CHAIN
 
         instance = dg.DagsterInstance.get()
@@ -288,7 +288,8 @@ def test_store_unavailable_the_ledger_is_still_written_and_the_gap_reported(worl
     """Runs last (it adds 2024-02-16): the feature store is a corrupt file; the day chain still writes the
     ledger and the warehouse, and each publishing asset reports the gap in its metadata."""
     from dolphin_assets.definitions import resources
-    from dolphin_assets.resources import FeatureStoreResource, Ledger
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
+    from dolphin_assets.resources.ledger import Ledger
 
     bad = tmp_path / "features.sqlite"
     bad.write_bytes(b"not a sqlite file" * 64)

@@ -28,7 +28,7 @@ def world(tmp_path_factory):
     home = tmp_path_factory.mktemp("dolphin_home")
     with dagster_env(home):
         from dolphin_assets.definitions import ASSETS, resources
-        from dolphin_assets.resources import Ledger
+        from dolphin_assets.resources.ledger import Ledger
 
         instance = dg.DagsterInstance.get()
         res = resources(ledger=Ledger(start_day=DAYS[0]))
@@ -66,7 +66,9 @@ def _long_run(home):
     from dolphin.scanner import scan
     from dolphin.timeutil import DAY_MS, day_str
     from dolphin_assets.assets.risk import MCEnvelopeConfig, acb_for_day, envelope_for
-    from dolphin_assets.resources import ExfSource, MarketData, ScanDir
+    from dolphin_assets.resources.exf_source import ExfSource
+    from dolphin_assets.resources.market_data import MarketData
+    from dolphin_assets.resources.scan_dir import ScanDir
     from dolphin_assets.settings import ENGINE_CONFIG
 
     cfg, src, sd = ENGINE_CONFIG, ExfSource(), ScanDir().dir()
@@ -156,7 +158,7 @@ def test_risk_layer_none_runs_the_plain_engine_for_comparison(world, tmp_path):
     from dolphin.engine.backtest import run_backtest
     from dolphin.scanner import scan
     from dolphin_assets.definitions import resources
-    from dolphin_assets.resources import Ledger
+    from dolphin_assets.resources.ledger import Ledger
     from dolphin_assets.settings import ENGINE_CONFIG
 
     res = resources(ledger=Ledger(start_day=DAYS[0], path=str(tmp_path / "none.sqlite")))

@@ -21,7 +21,7 @@ def world(tmp_path_factory):
         from dolphin_assets.assets.green import GREEN_ASSETS, GREEN_CHAIN, GREEN_CHECKS
         from dolphin_assets.checks import daily_pnl_blue_floors, eigen_scans_checks
         from dolphin_assets.definitions import ASSETS, resources
-        from dolphin_assets.resources import Ledger
+        from dolphin_assets.resources.ledger import Ledger
         from dolphin_assets.schedules import BLUE_CHAIN
 
         instance = dg.DagsterInstance.get()
@@ -135,7 +135,7 @@ def test_rehydration_sensor_restores_greens_hot_copy(world):
     """A store that lost GREEN's keys gets them back from the ledger on the next sensor tick."""
     from dolphin.store import STATE_LATEST, open_store_from_env, pnl_map, state_map
     from dolphin_assets.definitions import defs
-    from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
+    from dolphin_assets.sensors.rehydrate import store_rehydration_sensor
 
     store = open_store_from_env()
     before = {k: store.get(pnl_map("GREEN"), k) for k in store.keys(pnl_map("GREEN"))}

@@ -25,7 +25,7 @@ def world(tmp_path_factory):
         from dolphin.scanner import read_scans, write_scan_arrow
         from dolphin.daily import day_start_ms
         from dolphin_assets.definitions import ASSET_CHECKS, ASSETS, defs, resources
-        from dolphin_assets.risk_sensors import watchdog_sensor
+        from dolphin_assets.sensors.watchdog import watchdog_sensor
 
         instance = dg.DagsterInstance.get()
         res, assets = resources(), [*ASSETS, *ASSET_CHECKS]
@@ -64,7 +64,7 @@ def world(tmp_path_factory):
         def tick(resources_=None, cursor=None):
             ctx = dg.build_sensor_context(definitions=defs, cursor=cursor, instance=instance,
                                           resources=resources_ or defs.resources)
-            from dolphin_assets.rehydrate_sensor import store_rehydration_sensor
+            from dolphin_assets.sensors.rehydrate import store_rehydration_sensor
 
             return store_rehydration_sensor(ctx)
 
@@ -148,7 +148,7 @@ def test_a_newer_value_in_the_store_is_kept(world):
 
 def test_a_store_outage_is_a_reported_tick(world, tmp_path):
     from dolphin_assets.definitions import defs
-    from dolphin_assets.resources import FeatureStoreResource
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
 
     bad = tmp_path / "store.sqlite"
     bad.write_bytes(b"not a database" * 500)
@@ -164,7 +164,7 @@ def test_a_record_produced_while_the_store_was_down_comes_back_when_it_is_up(wor
     from dolphin.daily import day_start_ms
     from dolphin.store import ESOF_LATEST, FEATURES
     from dolphin_assets.definitions import defs, resources
-    from dolphin_assets.resources import FeatureStoreResource
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
 
     bad = tmp_path / "down.sqlite"
     bad.write_bytes(b"not a database" * 500)

@@ -50,7 +50,7 @@ def _fake_archive(calls):
 def test_binance_archive_source_equals_the_folder(tmp_path, monkeypatch):
     import dolphin.data.binance_archive as archive
     from dolphin.data import load_panel
-    from dolphin_assets.resources import MarketData
+    from dolphin_assets.resources.market_data import MarketData
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
     calls = []
@@ -68,7 +68,7 @@ def test_binance_archive_source_equals_the_folder(tmp_path, monkeypatch):
 
 def test_feature_store_kinds(tmp_path, monkeypatch):
     from dolphin.store import FEATURES, SCAN_LATEST, Record
-    from dolphin_assets.resources import FeatureStoreResource
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
     FeatureStoreResource().open().put(FEATURES, SCAN_LATEST, Record({"vel_div": 1.0}))

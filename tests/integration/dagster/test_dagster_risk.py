@@ -119,7 +119,8 @@ def test_exf_check_passes_on_a_real_day(exf_days):
 
 def test_exf_check_fails_with_an_empty_exf_folder(world, tmp_path):
     from dolphin_assets.definitions import resources
-    from dolphin_assets.resources import ExfSource, FeatureStoreResource
+    from dolphin_assets.resources.exf_source import ExfSource
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
 
     (tmp_path / "exf").mkdir()
     res = resources(exf_source=ExfSource(root=str(tmp_path / "exf")),
@@ -148,7 +149,7 @@ def test_live_exf_frame_from_the_warehouse_serves_the_next_day(world, exf_days):
     """Live mode has no recorded history: the ACB reads the 23:00 fetches the exf asset left in the warehouse,
     day d's row serving d+1 (fetched before that midnight, so nothing later than the ACB's as-of)."""
     from dolphin.exf.history import ExfHistory
-    from dolphin_assets.resources import ExfSource
+    from dolphin_assets.resources.exf_source import ExfSource
 
     f = ExfSource(kind="live").daily_frame(D, _day(D, 1))
     prev = ExfHistory.load().as_of(_ms(D) - 3_600_000)  # D-1 23:00
@@ -161,7 +162,7 @@ def test_live_exf_frame_from_the_warehouse_serves_the_next_day(world, exf_days):
 
 def test_live_exf_source_with_unreachable_sources_gives_reasons_not_a_crash():
     from dolphin.exf.fetchers import ExfFetchWarning
-    from dolphin_assets.resources import ExfSource
+    from dolphin_assets.resources.exf_source import ExfSource
 
     url = "http://127.0.0.1:9"  # discard port: connection refused at once
     src = ExfSource(kind="live", alternative_me_url=url, deribit_url=url, binance_fapi_url=url, fred_url=url,
@@ -174,7 +175,7 @@ def test_live_exf_source_with_unreachable_sources_gives_reasons_not_a_crash():
 
 def test_live_exf_refuses_a_past_partition(world):
     from dolphin_assets.definitions import resources
-    from dolphin_assets.resources import ExfSource
+    from dolphin_assets.resources.exf_source import ExfSource
 
     r = world["mat"](D, dg.AssetSelection.assets("exf"), res=resources(exf_source=ExfSource(kind="live")))
     assert not r.success and "only serves today's partition" in failure_text(r)
@@ -260,7 +261,7 @@ def test_scan_sensor_run_updates_acb_state_by_compare_and_set(world, acb_run, ac
     from dolphin.acb import acb_on_scan, read_acb
     from dolphin.scanner import write_scan_arrow
     from dolphin_assets.definitions import defs
-    from dolphin_assets.sensors import scan_files_sensor
+    from dolphin_assets.sensors.scan_files import scan_files_sensor
 
     day_scans = _day_slice(acb_scans, D, _day(D, 1))
     now_ns = time.time_ns()
@@ -370,8 +371,9 @@ def test_mc_envelope_publishes_a_valid_status(world):
 def wd(world, tmp_path):
     """A watchdog over its own store file and ledger, ticking with a real sensor context."""
     from dolphin_assets.definitions import defs
-    from dolphin_assets.resources import FeatureStoreResource, Ledger
-    from dolphin_assets.risk_sensors import watchdog_sensor
+    from dolphin_assets.resources.feature_store import FeatureStoreResource
+    from dolphin_assets.resources.ledger import Ledger
+    from dolphin_assets.sensors.watchdog import watchdog_sensor
 
     store_path = tmp_path / "store.sqlite"
     res = {**defs.resources, "feature_store": FeatureStoreResource(kind="embedded", path=str(store_path)),

@@ -25,7 +25,7 @@ def scans():
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path))
     from dolphin_assets.definitions import defs
-    from dolphin_assets.sensors import scan_files_sensor
+    from dolphin_assets.sensors.scan_files import scan_files_sensor
 
     with dg.instance_for_test() as instance:
         state = {"cursor": None}

@@ -154,14 +154,16 @@ def test_backfill_on_a_loopback_dask_cluster_equals_multiprocess(tmp_path):
     for t in stream:
         key = t["key"]
         ran.setdefault(key.rsplit(".", 1)[-1], set()).add(names.get(t["worker"], t["worker"]))
-    assert {"market_bars", "eigen_scans", "vol_regime", "daily_pnl_blue", "capital_ledger_blue"} <= ran.keys(), ran
-    for step in ("eigen_scans", "vol_regime", "daily_pnl_blue", "capital_ledger_blue"):
+    assert {"market_bars", "scan_day", "write_scans", "vol_regime", "daily_pnl_blue", "capital_ledger_blue"} \
+        <= ran.keys(), ran
+    for step in ("write_scans", "vol_regime", "daily_pnl_blue", "capital_ledger_blue"):
         assert ran[step] == {"pinned"}, (step, ran[step])
     assert all(c == 0 for c in codes), f"dask processes did not exit cleanly on SIGTERM: {codes}\n" + \
         "\n".join(l.read_text()[-800:] for l in logs)
     print(f"backfill of {len(DAYS)} days: multiprocess {mp['wall_s']:.1f} s (scans {mp['scans_s']:.1f}, chain "
           f"{mp['chain_s']:.1f}), dask 2 workers {dk['wall_s']:.1f} s (scans {dk['scans_s']:.1f}, chain "
-          f"{dk['chain_s']:.1f})")
+          f"{dk['chain_s']:.1f}); where the unpinned steps ran: "
+          f"{ {k: sorted(v) for k, v in ran.items() if k in ('market_bars', 'scan_day')} }")
 
 
 def test_executor_from_env_choice(monkeypatch):
@@ -192,3 +194,30 @@ def test_backfill_refuses_days_out_of_order():
         backfill(["2024-01-01"], engine="dask")
     with pytest.raises(ValueError, match="expected dask or multiprocess"):
         backfill(["2024-01-01"], engine="celery")
+
+
+def test_only_the_single_host_writes_are_pinned():
+    """Which steps of the backfill's two jobs the dask executor pins to the SINGLE_HOST worker (its decision,
+    read without a cluster): the scan compute (eigen_scans.scan_day) and the bars run on any worker, so the days'
+    scans fan out; the DuckDB / ledger / embedded-store writes are pinned; with Hazelcast the store releases."""
+    from dolphin_assets.distributed import DEFAULT_PINNED, PIN, dask_defs, pinned_steps
+
+    defs = dask_defs()
+    scans, chain = defs.resolve_job_def("blue_scans_day"), defs.resolve_job_def("blue_chain_day")
+
+    def pinned(job, keys):
+        steps = pinned_steps(job, keys)
+        assert all(r in ({}, {PIN: 1}) for r in steps.values()), steps
+        return {k for k, r in steps.items() if r}, set(steps)
+
+    hazelcast = tuple(k for k in DEFAULT_PINNED if k != "feature_store")
+    for keys in (DEFAULT_PINNED, hazelcast):
+        on_home, every = pinned(scans, keys)
+        # eigen_scans is two steps: the scan compute + Parquet file, then the warehouse / scan_latest write
+        assert {"market_bars", "eigen_scans.scan_day", "eigen_scans.write_scans", "vol_regime"} <= every, every
+        assert "eigen_scans.scan_day" not in on_home and "market_bars" not in on_home, (keys, on_home)
+        # vol_regime writes DuckDB; the scan checks read it (the file lives on the home host only)
+        assert on_home == {"eigen_scans.write_scans", "vol_regime", "eigen_scans_checks"}, (keys, on_home)
+        on_home, every = pinned(chain, keys)
+        assert on_home == every, (keys, every - on_home)  # the capital chain writes the ledger and DuckDB
+    assert not pinned(scans, ())[0]  # nothing pinned: everything anywhere (the decision is the keys, not names)

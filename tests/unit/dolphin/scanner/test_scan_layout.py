@@ -16,7 +16,7 @@ def test_every_component_resolves_the_same_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
     from dolphin.bridge import ScanBridge
     from dolphin.store.rehydrate import Sources
-    from dolphin_assets.resources import ScanDir
+    from dolphin_assets.resources.scan_dir import ScanDir
     from runtime.scan_files import ScanFileWriter
 
     want = tmp_path / "home" / "scans"
@@ -58,8 +58,8 @@ def test_runtime_strategy_writes_each_scan_where_the_sensor_looks(tmp_path, monk
     the scan-file sensor of the code location (which names the folder it watched)."""
     import dagster as dg
 
-    from dolphin_assets.resources import ScanDir
-    from dolphin_assets.sensors import scan_files_sensor
+    from dolphin_assets.resources.scan_dir import ScanDir
+    from dolphin_assets.sensors.scan_files import scan_files_sensor
     from runtime.scan_files import ScanFileWriter
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))

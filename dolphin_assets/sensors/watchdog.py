@@ -19,7 +19,8 @@ from dolphin.ledger import CapitalLedger
 from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, publish_if_newer
 from dolphin.watchdog import HEALTH_KEY, check_health, collect_inputs
 from dolphin_assets.publish import keep_published
-from dolphin_assets.resources import FeatureStoreResource, Ledger, _under_home
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.ledger import Ledger
 from dolphin_assets.settings import STRATEGY
 
 HEARTBEAT_KEY = "runtime_heartbeat"  # runtime/risk.py writes it
@@ -28,7 +29,7 @@ MAX_KEPT = 20  # unpublished reports carried in the cursor (the oldest are dropp
 
 def latest_daily_partition(context: SensorEvaluationContext, ledger: Ledger) -> tuple:
     """(day or None, where it came from)."""
-    path = _under_home(ledger.path, "ledger", "ledger.sqlite")
+    path = ledger.file()
     if path.exists():
         current = CapitalLedger.existing(path).current(STRATEGY)
         if current:

@@ -20,7 +20,9 @@ from dagster import AssetObservation, DefaultSensorStatus, SensorEvaluationConte
 from dolphin.store import StoreUnavailableError, pnl_map, state_map
 from dolphin.store.rehydrate import (LOGGED, RESTORED, SENSOR_INTERVAL_S, SOURCE_ERROR, STORE_DOWN, PublishedLog,
                                      Sources, rehydrate, summary)
-from dolphin_assets.resources import FeatureStoreResource, Ledger, ScanDir, _under_home
+from dolphin_assets.resources.feature_store import FeatureStoreResource
+from dolphin_assets.resources.ledger import Ledger
+from dolphin_assets.resources.scan_dir import ScanDir
 from dolphin_assets.settings import STRATEGY
 
 # the asset whose page shows a restore of its key (the watchdog's report belongs to no asset)
@@ -36,7 +38,7 @@ def _asset_of(map_name: str, key: str) -> str | None:
 
 def evaluate(store_res: FeatureStoreResource, scan_dir: ScanDir, ledger: Ledger, cursor: str | None) -> tuple:
     """(results or None, message, asset events, new cursor): one tick."""
-    sources = Sources(scan_dir.dir(), _under_home(ledger.path, "ledger", "ledger.sqlite"), PublishedLog(), STRATEGY)
+    sources = Sources(scan_dir.dir(), ledger.file(), PublishedLog(), STRATEGY)
     prev = json.loads(cursor) if cursor else {}
     t0 = time.perf_counter()
     try:
