@@ -6,7 +6,6 @@ One module-scoped run builds the world (tmp DOLPHIN_HOME / DAGSTER_HOME, in-proc
 """
 
 import json
-import time
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,7 @@ def world(tmp_path_factory):
         res = resources(ledger=Ledger(start_day=START))
         defs_assets = [*ASSETS, eigen_scans_checks, daily_pnl_blue_floors]
         w = {"home": home, "instance": instance, "res": res, "assets": defs_assets, "chain": BLUE_CHAIN,
-             "checks": {}, "meta": {}, "timings": {}}
+             "checks": {}, "meta": {}}
 
         def mat(day, selection, run_config=None, engine_day=True):
             # this module checks the chain against ONE plain engine run, so its days run with risk_layer none;
@@ -49,12 +48,9 @@ def world(tmp_path_factory):
                                   instance=instance, run_config=run_config or {}, raise_on_error=False)
 
         w["mat"] = mat
-        t0 = time.perf_counter()
         for d in HISTORY:
             r = mat(d, dg.AssetSelection.assets("market_bars", "eigen_scans"), engine_day=False)
             assert r.success, failure_text(r)
-        w["timings"]["history_8_days_s"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
         for d in DAYS:
             r = mat(d, BLUE_CHAIN)
             assert r.success, failure_text(r)
@@ -62,8 +58,6 @@ def world(tmp_path_factory):
                               for e in r.get_asset_check_evaluations()}
             mats = {m.asset_key.to_user_string(): m for m in r.get_asset_materialization_events()}
             w["meta"][d] = {k: v.event_specific_data.materialization.metadata for k, v in mats.items()}
-        w["timings"]["chain_15_days_s"] = time.perf_counter() - t1
-        w["timings"]["per_chain_day_s"] = w["timings"]["chain_15_days_s"] / len(DAYS)
         yield w
         instance.dispose()
 
@@ -275,13 +269,6 @@ def test_freshness_check_reports_the_missing_latest_partition(world):
                        resources=world["res"], instance=world["instance"], raise_on_error=False)
     (ev,) = r.get_asset_check_evaluations()
     assert ev.check_name == "freshness_check" and not ev.passed and ev.severity == dg.AssetCheckSeverity.ERROR
-
-
-def test_timings(world):
-    t = world["timings"]
-    print(f"\nin-process: 8 history days {t['history_8_days_s']:.1f} s, 15 chain days {t['chain_15_days_s']:.1f} s "
-          f"({t['per_chain_day_s']:.2f} s/day)")
-    assert t["per_chain_day_s"] < 8.0
 
 
 def test_store_unavailable_the_ledger_is_still_written_and_the_gap_reported(world, tmp_path):

@@ -5,7 +5,7 @@ failure names the definition), and no module of dolphin_assets imports Dagster's
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "dolphin_assets"
+PACKAGE = Path(__file__).resolve().parents[3] / "dolphin_assets"
 
 
 def _private_dagster_uses(tree) -> list:
