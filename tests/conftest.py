@@ -15,23 +15,27 @@ from tests.support.data import real_rows
 
 TESTS = Path(__file__).resolve().parent
 TIERS = ("system", "integration", "unit")
+# integration tests that start processes with real-time deadlines (publish within 1 s, silence for 10 s ...): they
+# share the system tier's worker so that no two of them starve each other
+REALTIME = ("integration/bridge", "integration/book", "integration/venue")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its tier and its xdist group, and start the system tier first.
 
-    `make test` runs two workers (`-n 2 --dist loadgroup`): the system tests share one worker and run one after the
-    other (each starts several processes with real-time deadlines, two at once would starve them on 2 cores); every
-    other file stays on one worker so its module fixtures (real data, backtests) are built once. The system tier is
-    the longest single chain, so it is started first."""
+    `make test` runs two workers (`-n 2 --dist loadgroup`): the system tests and the REALTIME integration tests share
+    one worker and run one after the other (each starts processes with real-time deadlines; two such tests at once
+    starve each other on 2 cores); every other file stays on one worker so its module fixtures (real data,
+    backtests) are built once. That serial chain is the longest, so the system tier is started first."""
     for item in items:
         rel = Path(item.path).resolve().relative_to(TESTS)
         tier = rel.parts[0]
         if tier not in TIERS:
             raise pytest.UsageError(f"{rel}: tests live under tests/unit/<package>/, tests/integration/ or tests/system/")
         item.add_marker(getattr(pytest.mark, tier))
-        item.add_marker(pytest.mark.xdist_group("system" if tier == "system" else rel.as_posix()))
+        serial = tier == "system" or rel.parent.as_posix() in REALTIME
+        item.add_marker(pytest.mark.xdist_group("realtime" if serial else rel.as_posix()))
     items.sort(key=lambda it: TIERS.index(Path(it.path).resolve().relative_to(TESTS).parts[0]))
 
 
