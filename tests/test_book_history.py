@@ -18,8 +18,8 @@ import pytest
 from dolphin.book import features as F
 from dolphin.book.history import (MAX_AGE_S, BookFlowProvider, book_for_panel, features_from_rows,
                                   load_book_history)
-from dolphin.data import binance_archive as ba
-from dolphin.data.binance_archive import ArchiveError, bookdepth_path, download_bookdepth
+from dolphin.adapters import binance_archive as ba
+from dolphin.adapters.binance_archive import ArchiveError, bookdepth_path, download_bookdepth
 from dolphin.data.bookdepth import find_bookdepth_files, read_bookdepth_file, write_bookdepth_zip
 from dolphin.data.contracts import DataError
 from dolphin.engine.backtest import run_backtest

@@ -18,8 +18,8 @@ from pydantic import Field
 
 from dolphin.ledger import CapitalLedger
 from dolphin.paths import data_home
-from dolphin.sqlcli import warehouse_path
-from dolphin.store.factory import open_store
+from dolphin.adapters.duckdb_sql import warehouse_path
+from dolphin.adapters.store_factory import open_store
 from dolphin_assets.settings import SETTINGS
 
 
@@ -29,7 +29,7 @@ def _under_home(path: str, *default) -> Path:
 
 class MarketData(ConfigurableResource):
     """Where candles come from: a local folder / set name, or the Binance public archive (downloaded
-    into a cache with dolphin.data.binance_archive, then read from there)."""
+    into a cache with dolphin.adapters.binance_archive, then read from there)."""
 
     kind: str = Field(default=SETTINGS.source, description="folder | binance_archive")
     data: str = Field(default=SETTINGS.data, description="folder source: set name under <data>/klines or a path")
@@ -46,7 +46,7 @@ class MarketData(ConfigurableResource):
             return load_panel(self.data, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars)
         if self.kind != "binance_archive":
             raise ValueError(f"market data kind {self.kind!r}: expected folder or binance_archive")
-        from dolphin.data.binance_archive import download_klines
+        from dolphin.adapters.binance_archive import download_klines
         from dolphin.timeutil import parse_bar
 
         cache = _under_home(self.cache_dir, "binance-archive")
@@ -104,7 +104,8 @@ class FeatureStoreResource(ConfigurableResource):
     hazelcast_cluster: str = Field(default=SETTINGS.hz_cluster, description="hazelcast: cluster name")
 
     def open(self):
-        # the same construction as dolphin.store.open_store_from_env (the CLI's path, without Dagster)
+        # the same construction as dolphin.adapters.store_factory.open_store_from_env (the CLI's path, without
+        # Dagster)
         return open_store(self.kind, path=self.path or None, members=list(self.hazelcast_members) or None,
                           cluster=self.hazelcast_cluster or None)
 
@@ -117,10 +118,10 @@ class _Client(DuckDbClient):
 
     @contextmanager
     def connect(self, context, _):
-        from dolphin.warehouse import connect, ensure_latest_views
+        from dolphin.adapters.duckdb_warehouse import connect, ensure_latest_views
 
         # several step processes write the warehouse; DuckDB allows one writer process at a time: a lock is
-        # waited for, a damaged file fails the step at once naming it (dolphin.warehouse)
+        # waited for, a damaged file fails the step at once naming it (dolphin.adapters.duckdb_warehouse)
         con = connect(self.path, read_only=False, wait_s=60.0, config={"custom_user_agent": "dagster"})
         try:
             yield con
@@ -149,7 +150,7 @@ class Warehouse(DuckDBPandasIOManager):
 
 class ExfSource(ConfigurableResource):
     """Where ExF comes from: ``recorded`` (the CSV history under ``<data>/exf``, for the dev set and backfills;
-    a day's snapshot is as of its 23:00 UTC) or ``live`` (dolphin.exf.fetchers, snapshot as of now). The
+    a day's snapshot is as of its 23:00 UTC) or ``live`` (dolphin.adapters.exf_http, snapshot as of now). The
     base URLs are configurable so tests point the live fetchers at a loopback server."""
 
     kind: str = Field(default="recorded", description="recorded | live")
@@ -173,7 +174,7 @@ class ExfSource(ConfigurableResource):
         return ExfHistory.load(self.root or None)
 
     def fetch_config(self):
-        from dolphin.exf.fetchers import FetchConfig
+        from dolphin.adapters.exf_http import FetchConfig
 
         return FetchConfig(alternative_me_url=self.alternative_me_url, deribit_url=self.deribit_url,
                            binance_fapi_url=self.binance_fapi_url, fred_url=self.fred_url, retries=self.retries,
@@ -184,7 +185,7 @@ class ExfSource(ConfigurableResource):
         live sources only know the present)."""
         self._check_kind()
         if self.kind == "live":
-            from dolphin.exf.fetchers import fetch_all
+            from dolphin.adapters.exf_http import fetch_all
 
             return fetch_all(self.fetch_config())
         return self.history().as_of(int(as_of_ms))
@@ -202,7 +203,7 @@ class ExfSource(ConfigurableResource):
         import pandas as pd
 
         from dolphin.exf.indicators import INDICATOR_NAMES
-        from dolphin.sqlcli import warehouse_path
+        from dolphin.adapters.duckdb_sql import warehouse_path
 
         idx = pd.date_range(start_day, end_day, freq="D", tz="UTC", name="day")
         out = pd.DataFrame(float("nan"), index=idx, columns=list(INDICATOR_NAMES))
