@@ -65,8 +65,9 @@ def main() -> int:
     os.environ["DOLPHIN_FEATURE_STORE"] = "embedded"
     from dolphin.acb import publish_acb
     from dolphin.scanner import write_scan_arrow
-    from dolphin.store import ACB_STATE, FEATURES, SCAN_LATEST, SCAN_TOPIC, open_cached_store
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.store import ACB_STATE, FEATURES, SCAN_LATEST, SCAN_TOPIC
+    from dolphin.adapters.store_factory import open_cached_store
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from runtime.scan_files import ScanFileWriter
 
     db = home / "store" / "features.sqlite"

@@ -47,8 +47,8 @@ def slow_store_bench(symbols, stalls=((1.5, 6), (5.0, 3)), healthy_n=200) -> Non
     from dolphin.engine.config import POSTURE_NAMES
     from dolphin.mc.forewarner import MCEnvelope
     from dolphin.store import ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, asset_ob_key, iso_utc
-    from dolphin.store.embedded import EmbeddedStore
-    from dolphin.store.nearcache import NearCachedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
+    from dolphin.adapters.near_cache import NearCachedStore
     from runtime.risk import BUDGET_MS, STALE_S, StoreRiskSource
 
     import logging
@@ -164,8 +164,8 @@ def main() -> int:
     # near cache) at every bar close, DOLPHIN_SAFETY + heartbeat published at every check
     import tempfile
 
-    from dolphin.store.embedded import EmbeddedStore
-    from dolphin.store.nearcache import NearCachedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
+    from dolphin.adapters.near_cache import NearCachedStore
     from runtime.risk import StoreRiskSource
 
     with tempfile.TemporaryDirectory(prefix="dolphin-bench-rt-") as tmp:

@@ -167,7 +167,7 @@ def store_bench(tmp: Path) -> list:
 
     from dolphin.store import FEATURES, SCAN_LATEST, Record, asset_ob_key, iso_utc
     from dolphin.store.arrow_scan import scan_arrays, scan_arrow_record
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin.store.records import scan_record
 
     def json_record(sc):

@@ -7,7 +7,7 @@ leading-eigenvector loadings per window; ~6 KB of JSON). p50 / p99 / max over ma
 one thread, after a warm-up.
 
 - embedded (SQLite file, WAL), no cache: every get opens a short connection, reads, parses.
-- embedded with the parsed-record near cache (``dolphin.store.nearcache.NearCachedStore``, max age 1 s, so
+- embedded with the parsed-record near cache (``dolphin.adapters.near_cache.NearCachedStore``, max age 1 s, so
   ~1 read per second still goes to the backend: it is in the p99, not hidden).
 - Hazelcast without / with the DOLPHIN_FEATURES near cache (+ the parsed-record cache on top): only when ``DOLPHIN_HZ_MEMBERS`` names a live
   cluster (DOLPHIN_HZ_CLUSTER / credentials / TLS from the same env), skipped with a message otherwise.
@@ -83,14 +83,14 @@ def main() -> int:
           f"{platform.machine()}", flush=True)
 
     # ---- embedded
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     with tempfile.TemporaryDirectory(prefix="dolphin-bench-store-") as tmp:
         store = EmbeddedStore(Path(tmp) / "features.sqlite")
         store.put(FEATURES, SCAN_LATEST, rec)
         _check(store, rec)
         rows.append(("embedded (SQLite WAL), no cache", measure(lambda: store.get(FEATURES, SCAN_LATEST)), False, ""))
-        from dolphin.store.nearcache import NearCachedStore
+        from dolphin.adapters.near_cache import NearCachedStore
 
         cached = NearCachedStore(store, max_age_s=1.0)
         _check(cached, rec)
@@ -100,14 +100,14 @@ def main() -> int:
 
     # ---- hazelcast
     if os.environ.get("DOLPHIN_HZ_MEMBERS"):
-        from dolphin.store.hazelcast import HazelcastStore
+        from dolphin.adapters.hazelcast_store import HazelcastStore
 
         for near in (False, True):
             label = f"hazelcast, {'near cache + parsed-record near cache' if near else 'no near cache'}"
             try:
                 hz = HazelcastStore(near_cache=near, client_name=f"bench-store-{'nc' if near else 'plain'}")
                 if near:
-                    from dolphin.store.nearcache import NearCachedStore
+                    from dolphin.adapters.near_cache import NearCachedStore
 
                     hz = NearCachedStore(hz, max_age_s=1.0)
             except Exception as e:

@@ -32,7 +32,7 @@ Rules
   steps through every file anyway) and published as soon as the store answers.
 - Restart: starts from the newest complete file by mtime and publishes it (``publish_if_newer``: only if the
   stored scan is older). Every ``key_check_s`` (5 s) it checks that ``scan_latest`` exists; if the key
-  vanished (a Hazelcast member restarted) it runs ``dolphin.store.rehydrate.rehydrate`` (every missing key
+  vanished (a Hazelcast member restarted) it runs ``dolphin.rehydrate.rehydrate`` (every missing key
   back from its durable source).
 - SIGTERM / SIGINT: finishes the current step, closes the store, exit code 0. ``--once``: one pass (publish
   the newest file if the store is older, rehydrate if missing), exit 0, or 1 if the store could not be
@@ -147,7 +147,8 @@ def _warm() -> None:
     """Import and load (numba cache) what the first publish needs, so the first scan is not ~1 s late."""
     from dolphin import acb
     from dolphin.scanner import read_scan_arrow  # noqa: F401
-    from dolphin.store import records, rehydrate  # noqa: F401
+    from dolphin import rehydrate  # noqa: F401
+    from dolphin.store import records  # noqa: F401
 
     acb._ema_step(float("nan"), 0.0, 1.0, 1.0)
     acb._combine(0.0, 1.0, 0.0, 0.0, 1.0, 1.0, 0.5, 1.0, 1.0)
@@ -156,7 +157,7 @@ def _warm() -> None:
 class ScanBridge:
     def __init__(self, root=None, open_store=None, *, interval_s: float = POLL_S, settle_s: float = SETTLE_S,
                  key_check_s: float = KEY_CHECK_S, store_name: str = ""):
-        from dolphin.store.factory import open_store_from_env
+        from dolphin.adapters.store_factory import open_store_from_env
 
         self.root = default_scan_dir(root)
         self._open_store = open_store or open_store_from_env
@@ -290,9 +291,9 @@ class ScanBridge:
         self._key_check_at = time.monotonic() + self.key_check_s
         if self.store.get(FEATURES, SCAN_LATEST) is not None:
             return
-        from dolphin.store.rehydrate import Sources, rehydrate, summary
+        from dolphin.rehydrate import Sources, rehydrate, summary
 
-        from dolphin.store.rehydrate import RESTORED
+        from dolphin.rehydrate import RESTORED
 
         results = rehydrate(self.store, Sources.default(scan_dir=self.root))
         self.stats.rehydrations += 1
@@ -332,7 +333,7 @@ class ScanBridge:
 
 
 def cmd_bridge(args) -> int:
-    from dolphin.store.factory import store_config_from_env
+    from dolphin.adapters.store_factory import store_config_from_env
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -10,12 +10,12 @@ COMMAND_MODULES = [
     "dolphin.scanner.cli",
     "dolphin.engine.cli",
     "runtime.cli",
-    "dolphin.sqlcli",
-    "dolphin.warehouse",
+    "dolphin.adapters.duckdb_sql",
+    "dolphin.adapters.duckdb_warehouse",
     "dolphin.status",
-    "dolphin.survival.override",
+    "dolphin.adapters.safety_override_sqlite",
     "dolphin.research.cli",
-    "dolphin.store.rehydrate",
+    "dolphin.rehydrate",
     "venue.cli",
     "dolphin.bridge",
     "dolphin.book.publisher",
@@ -24,13 +24,20 @@ COMMAND_MODULES = [
     "dolphin.alerts.watch",
     "dolphin.research.long_gate",
 ]
+# Subcommands added to a group that a module above returns from ``register``: the ones that talk to the
+# outside live in dolphin.adapters, and the pure package that owns the group must not import them.
+GROUP_COMMAND_MODULES = {
+    "dolphin.data.cli": ["dolphin.adapters.binance_archive"],  # dolphin data download
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dolphin", description="DOLPHIN regime-aware trading platform")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in COMMAND_MODULES:
-        importlib.import_module(mod).register(sub)
+        group = importlib.import_module(mod).register(sub)
+        for extra in GROUP_COMMAND_MODULES.get(mod, ()):
+            importlib.import_module(extra).register(group)
     return parser
 
 

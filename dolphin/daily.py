@@ -12,7 +12,7 @@ import pandas as pd
 from dolphin.data.contracts import DataError
 from dolphin.engine.backtest import run_backtest
 from dolphin.engine.state import EngineState
-from dolphin.ledger import DayRecord, LedgerEntry
+from dolphin.capital import DayRecord, LedgerEntry
 from dolphin.metrics import FloorReport, empty_trades, evaluate_floors_at
 from dolphin.scanner.core import WARMUP_BARS
 from dolphin.timeutil import DAY_MS, fmt_ms, parse_time

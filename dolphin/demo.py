@@ -582,7 +582,8 @@ class Monitor:
 def cmd_demo(args) -> int:
     from dolphin.paths import data_home
     from dolphin.status import ledger_path
-    from dolphin.store import StoreUnavailableError, open_store_from_env, store_config_from_env
+    from dolphin.store import StoreUnavailableError
+    from dolphin.adapters.store_factory import open_store_from_env, store_config_from_env
 
     t_launch, wall_launch = time.monotonic(), time.time()
     hz = use_hazelcast_when_members_set()

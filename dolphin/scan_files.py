@@ -230,7 +230,7 @@ def apply_acb_scans(store, scan_dir, upto_ms: int) -> tuple:
 
     stored = store.update(FEATURES, ACB_STATE, step)
     if outcome["n"]:
-        from dolphin.store.rehydrate import keep_published
+        from dolphin.rehydrate import keep_published
 
         keep_published(log, FEATURES, ACB_STATE, stored)
     return outcome["n"], outcome["note"] or f"{outcome['n']} scan(s) applied"

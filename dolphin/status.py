@@ -1,12 +1,12 @@
 """`dolphin status`: one look at a running DOLPHIN (the seeds' ``status.py``), read-only.
 
-Reads the configured feature store (``dolphin.store.open_store_from_env``: DOLPHIN_FEATURE_STORE /
-DOLPHIN_HZ_*) and the capital ledger under the data home, and reports: store reachable; latest scan age
-and vel_div; vol regime; posture and Rm with the survival-stack breakdown (``DOLPHIN_SAFETY``); capital,
-peak and drawdown from the ledger (the source of truth) next to the store's hot copy
-(``DOLPHIN_STATE_<S>/latest``); the open position and pending order from the ledger's latest closing
-state; MC forewarner and ExF freshness; system health; the hot copy: which published keys are missing from
-the store (or malformed) and what would restore them (``dolphin.store.rehydrate``, dry run).
+Reads the configured feature store (``dolphin.adapters.store_factory.open_store_from_env``: DOLPHIN_FEATURE_STORE /
+DOLPHIN_HZ_*) and the capital ledger under the data home, and reports: store reachable; latest scan age and vel_div;
+vol regime; posture and Rm with the survival-stack breakdown (``DOLPHIN_SAFETY``); capital, peak and drawdown from
+the ledger (the source of truth) next to the store's hot copy (``DOLPHIN_STATE_<S>/latest``); the open position and
+pending order from the ledger's latest closing state; MC forewarner and ExF freshness; system health; the hot copy:
+which published keys are missing from the store (or malformed) and what would restore them (``dolphin.rehydrate``,
+dry run).
 
 Also the runtime's sessions from the fill journal (``dolphin.ledger.journal``: capital, open position, last fill)
 and the freshness of every published record against ``FRESHNESS_LIMITS_S``.
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_LATEST, STATE_LATEST,
                            SYSTEM_HEALTH, VOL_REGIME, StoreKeyError, StoreUnavailableError, state_map)
-from dolphin.store.factory import store_config_from_env, open_store
-from dolphin.store.rehydrate import SENSOR_INTERVAL_S
+from dolphin.adapters.store_factory import store_config_from_env, open_store
+from dolphin.rehydrate import SENSOR_INTERVAL_S
 
 MC_STALE_S = 6 * 3600  # DESIGN.md: an MC status older than 6 h counts as ORANGE
 NOT_PUBLISHED = "not published"
@@ -127,7 +127,7 @@ def _read_store(strategy: str, now_ms: int) -> dict:
 
 def _hot_copy(store, strategy: str) -> dict:
     """The rehydrator's dry run: expected keys, and the ones missing with what would restore them."""
-    from dolphin.store.rehydrate import Sources, rehydrate
+    from dolphin.rehydrate import Sources, rehydrate
 
     try:
         results = rehydrate(store, Sources.default(strategy), dry_run=True)
@@ -185,9 +185,9 @@ def _cat5_reference(current) -> dict:
 
 
 def _read_override(path) -> dict | None:
-    """The operator's manual override in force (dolphin.survival.override), or None; errors reported."""
+    """The operator's manual override in force (dolphin.adapters.safety_override_sqlite), or None; errors reported."""
     try:
-        from dolphin.survival.override import active_override
+        from dolphin.adapters.safety_override_sqlite import active_override
 
         o = active_override(path, time.time_ns())
     except Exception as e:

@@ -45,7 +45,7 @@ DEFAULT_PINNED = ("warehouse", "ledger", "feature_store")
 
 def pinned_keys() -> tuple:
     """Resource keys whose steps are pinned: the feature store only while it is the embedded SQLite file."""
-    from dolphin.store import store_config_from_env
+    from dolphin.adapters.store_factory import store_config_from_env
 
     keys = list(DEFAULT_PINNED)
     try:

@@ -1,8 +1,8 @@
 """Feature-store records built from domain objects (what the assets publish), JSON-safe; publishing with the
-store-gap rule and the published-record log that rehydration restores from (``dolphin.store.rehydrate``)."""
+store-gap rule and the published-record log that rehydration restores from (``dolphin.rehydrate``)."""
 
 from dolphin.store.records import ledger_is_newer, num, scan_is_newer, scan_record  # noqa: F401 (re-exported)
-from dolphin.store.rehydrate import keep_published  # noqa: F401 (re-exported; shared with the scan bridge)
+from dolphin.rehydrate import keep_published  # noqa: F401 (re-exported; shared with the scan bridge)
 
 
 def publish_or_gap(context, what: str, fn):

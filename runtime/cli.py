@@ -357,14 +357,15 @@ def _endpoints_origin(ep: dict) -> str:
 def open_risk_store(mode: str):
     """The configured feature store behind the parsed-record near cache, checked reachable with one read,
     and its description; or exit code 2 after one line on stderr naming the store."""
-    from dolphin.store import ACB_STATE, FEATURES, StoreUnavailableError, store_config_from_env
+    from dolphin.store import ACB_STATE, FEATURES, StoreUnavailableError
+    from dolphin.adapters.store_factory import store_config_from_env
 
     try:
         where = store_config_from_env().describe()
     except (ValueError, OSError) as e:  # a bad DOLPHIN_FEATURE_STORE, a data home that cannot be made
         print(f"dolphin runtime {mode}: {e}", file=sys.stderr)
         return 2
-    from dolphin.store import open_cached_store_from_env
+    from dolphin.adapters.store_factory import open_cached_store_from_env
 
     store = None
     try:

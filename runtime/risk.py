@@ -184,7 +184,8 @@ class StoreRiskSource:
         self._rolling = None
         self.last = None  # the last PostureDecision
         self._books = ({}, 0)  # (symbol -> fresh book, check time ms) of the last check: book_healthy()
-        # the operator's manual override (dolphin.survival.override), read from this ledger file at each check
+        # the operator's manual override (dolphin.adapters.safety_override_sqlite), read from this ledger file at
+        # each check
         self.override_ledger, self.override = override_ledger, None
         self.publish_failures = 0
         self.budget_misses = 0  # wall clock: decisions that did not get a fresh round within the budget
@@ -406,7 +407,7 @@ class StoreRiskSource:
         controller has already run, so its hysteresis state is intact when the override ends."""
         if self.override_ledger is None:
             return decision
-        from dolphin.survival.override import active_override
+        from dolphin.adapters.safety_override_sqlite import active_override
 
         try:
             o = active_override(self.override_ledger, now_ms * 1_000_000)

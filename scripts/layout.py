@@ -23,12 +23,11 @@ NAME_W = 30
 WIDTH = 118
 
 
-def _first_sentence(doc: str) -> str:
+def _first_sentence(doc: str, room: int) -> str:
     text = " ".join(doc.strip().split())
     m = re.search(r"(?<=\.)\s", text)
     s = text[: m.start()] if m else text
     s = s.rstrip(".")
-    room = WIDTH - NAME_W
     if len(s) > room:
         s = s[: room - 1].rsplit(" ", 1)[0] + "…"
     return s
@@ -73,10 +72,17 @@ def _package(repo: Path, pkg: Path, depth: int, pure: set[str], errors: list[str
         doc = "?"
     mark = "[pure] " if dotted in pure else ""
     name = "  " * depth + pkg.name + "/"
-    out = [f"{name:<{NAME_W}}{mark}{_first_sentence(doc)}"]
+    out = [f"{name:<{NAME_W}}{mark}{_first_sentence(doc, WIDTH - NAME_W - len(mark))}"]
     mods = sorted(p.stem for p in pkg.glob("*.py") if p.name != "__init__.py")
-    if mods:
+    if mark:
         out += _wrap(" " * NAME_W + "  ", mods)
+    else:  # a mixed package: its pure modules first, marked
+        pure_mods = [m for m in mods if f"{dotted}.{m}" in pure]
+        if pure_mods:
+            out += _wrap(" " * NAME_W + "  [pure] ", pure_mods)
+        rest = [m for m in mods if m not in pure_mods]
+        if rest:
+            out += _wrap(" " * NAME_W + "  ", rest)
     for sub in sorted(p for p in pkg.iterdir() if (p / "__init__.py").is_file()):
         out += _package(repo, sub, depth + 1, pure, errors)
     return out

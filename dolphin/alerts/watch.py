@@ -140,7 +140,7 @@ def cmd_alerts(args) -> int:
     from dolphin.console.collect import Sources, snapshot
     from dolphin.scanner.writer import scan_dir
     from dolphin.status import ledger_path
-    from dolphin.store.factory import open_store, store_config_from_env
+    from dolphin.adapters.store_factory import open_store, store_config_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -593,7 +593,7 @@ def _symbols(arg: str | None) -> list[str]:
 
 def cmd_book(args) -> int:
     from dolphin.paths import data_home
-    from dolphin.store.factory import open_store_from_env, store_config_from_env
+    from dolphin.adapters.store_factory import open_store_from_env, store_config_from_env
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)

@@ -9,7 +9,8 @@ Sources (read-only; nothing here creates a file or writes a key):
   session's hot copy, ``decisions`` from ``dolphin.console.decisions``), ``DOLPHIN_PNL_<S>``;
 - the ledger file under the data home: the runtime's fill journal (``journal_*`` tables: session capital,
   fills, open positions, the entry decisions) and the Dagster paper chain (``ledger_days``), opened read-only;
-- the manual override table (``dolphin.survival.override``) in the same file, when that module is present;
+- the manual override table (``dolphin.adapters.safety_override_sqlite``) in the same file, when that module is
+  present;
 - the newest scan file (top loadings of the leading eigenvector), since ``scan_latest`` carries no loadings.
 
 A store that cannot be reached is reported as such (``store.reachable`` False with the error) and the ledger
@@ -217,7 +218,7 @@ def _session_view(row: dict, evs: list, entries: list, positions: dict, now_ms: 
 
 def read_overrides(src: Sources, now_ms: int) -> dict:
     try:
-        from dolphin.survival import override as ov
+        from dolphin.adapters import safety_override_sqlite as ov
     except ImportError:
         return {"available": False}
     path = src.ledger_path

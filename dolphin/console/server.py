@@ -6,10 +6,10 @@ open page receives each snapshot over ``/events`` (SSE) and redraws in place, wi
 stuck in a store call (a Hazelcast member gone: calls stall up to the client's timeout) is announced to the
 pages after ``STALL_S`` seconds, so a hung store never looks like a quiet one.
 
-Read-only by default. With ``DOLPHIN_CONSOLE_TOKEN`` set in the environment (at least 16 characters) the page
-also offers the manual safety override (``dolphin.survival.override``: set a posture for a limited time with a
-reason, or clear it); each request must carry the token (``Authorization: Bearer``), typed by the operator into
-the page (it is never put into the page). Every action, accepted or refused, is appended to
+Read-only by default. With ``DOLPHIN_CONSOLE_TOKEN`` set in the environment (at least 16 characters) the page also
+offers the manual safety override (``dolphin.adapters.safety_override_sqlite``: set a posture for a limited time
+with a reason, or clear it); each request must carry the token (``Authorization: Bearer``), typed by the operator
+into the page (it is never put into the page). Every action, accepted or refused, is appended to
 ``<data home>/console/audit.jsonl`` and logged (never the token); the override itself is audited in the ledger.
 
 Routes: ``/`` (the page), ``/events`` (SSE), ``/api/snapshot`` (JSON), ``/healthz``, ``POST /api/override``,
@@ -219,10 +219,11 @@ def create_app(collector: Collector, actions: Actions, *, shutdown: threading.Ev
             actions.audit(action=name, who=who, client=client, result="refused", detail="malformed body")
             return JSONResponse({"ok": False, "error": "expected a JSON object"}, 400)
         try:
-            from dolphin.survival import override as ov
+            from dolphin.adapters import safety_override_sqlite as ov
         except ImportError:
             actions.audit(action=name, who=who, client=client, result="refused", detail="override module missing")
-            return JSONResponse({"ok": False, "error": "dolphin.survival.override is not installed"}, 501)
+            return JSONResponse({"ok": False, "error": "dolphin.adapters.safety_override_sqlite is not installed"},
+                                501)
         try:
             o = fn(ov, body, who)
         except ov.OverrideError as e:
@@ -312,7 +313,7 @@ def cmd_console(args) -> int:
     from dolphin.paths import data_home
     from dolphin.scanner.writer import scan_dir
     from dolphin.status import ledger_path
-    from dolphin.store.factory import open_store, store_config_from_env
+    from dolphin.adapters.store_factory import open_store, store_config_from_env
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.interval > 0:

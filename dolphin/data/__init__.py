@@ -1,4 +1,4 @@
-"""Market data: candle contracts, readers, Binance archive downloader, grid alignment."""
+"""Market data: candle contracts, readers, grid alignment (the Binance archive downloader is dolphin.adapters.binance_archive)."""
 
 from dolphin.data.contracts import Candles, DataIssue, Panel, DataError
 from dolphin.data.readers import read_candles

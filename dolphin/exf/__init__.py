@@ -1,7 +1,8 @@
-"""External factors (ExF): indicator registry, point-in-time history from recorded files, live fetchers.
+"""External factors (ExF): indicator registry and point-in-time history from recorded files.
 
-Pure domain code (no Dagster, no Hazelcast): flows call ``fetch_all`` / ``ExfHistory.as_of`` and publish
-``ExfSnapshot.to_store_record()`` under ``DOLPHIN_FEATURES/exf_latest``.
+Pure domain code (no Dagster, no Hazelcast, no HTTP): flows call ``ExfHistory.as_of`` or the live fetchers'
+``dolphin.adapters.exf_http.fetch_all`` and publish ``ExfSnapshot.to_store_record()`` under
+``DOLPHIN_FEATURES/exf_latest``.
 """
 
 from dolphin.exf.history import ExfDataError, ExfHistory, ExfSnapshot, Series, read_exf_csv, to_ms

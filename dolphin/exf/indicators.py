@@ -115,7 +115,7 @@ class Indicator:
     publication: Publication | None  # None for indicators without any data
     max_age_days: float | None  # older observation -> None ("stale")
     has_history: bool  # a recorded file exists in <data>/exf/
-    live: bool  # a live fetcher exists (fetchers.py)
+    live: bool  # a live fetcher exists (dolphin.adapters.exf_http)
     fred_id: str | None = None
     note: str = field(default="")
 

@@ -2,7 +2,7 @@
 
 One file, one version: it holds the Dagster paper days' chain (``ledger_days``, ``sqlite.CapitalLedger``),
 the runtime's fill journal (``journal_*``, ``journal.FillJournal``) and the operator's safety overrides
-(``safety_overrides``, ``dolphin.survival.override``), and whichever of them opens the file first brings
+(``safety_overrides``, ``dolphin.adapters.safety_override_sqlite``), and whichever of them opens the file first brings
 ALL of it to the current version.
 
 Versions (from ``git log -p``):

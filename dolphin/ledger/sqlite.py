@@ -19,10 +19,10 @@ can share the file; writes take SQLite's write lock up front (``BEGIN IMMEDIATE`
 """
 
 import json
-from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from dolphin.capital import DayRecord, LedgerEntry, canon as _canon
 from dolphin.ledger import db
 from dolphin.ledger.schema import LEDGER
 
@@ -39,11 +39,6 @@ class ReplayConflictError(LedgerError):
     pass
 
 
-def _canon(obj) -> str:
-    # sorted keys + repr floats: equal JSON text <=> equal values (NaN included, unlike ==)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
-
-
 def _day(d: str) -> date:
     try:
         return date.fromisoformat(str(d))
@@ -57,51 +52,6 @@ def prev_day(d: str) -> str:
 
 def next_day(d: str) -> str:
     return (_day(d) + timedelta(days=1)).isoformat()
-
-
-@dataclass(frozen=True)
-class DayRecord:
-    """What one day run produced."""
-
-    opening_equity: float
-    closing_equity: float
-    closing_capital: float
-    opening_state: dict
-    closing_state: dict
-    trades: list  # closed trades, JSON-able dicts (pnl, fees, funding, ...)
-    bars: int
-
-    @property
-    def n_trades(self) -> int:
-        return len(self.trades)
-
-    def fingerprint(self) -> str:
-        return _canon(asdict(self))
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    seq: int
-    strategy: str
-    day: str
-    version: int
-    kind: str  # 'day' or 'void'
-    recorded_at: str
-    run_id: str | None
-    note: str
-    record: DayRecord | None  # None for a void row
-    peak: float | None
-    drawdown: float | None
-    superseded: bool
-
-    @property
-    def pnl(self) -> float:
-        return self.record.closing_equity - self.record.opening_equity
-
-    @property
-    def ret(self) -> float:
-        r = self.record
-        return r.closing_equity / r.opening_equity - 1.0 if r.opening_equity > 0 else float("nan")
 
 
 class CapitalLedger:

@@ -156,8 +156,8 @@ class EntryEvent:
 
 
 class FeatureStore(ABC):
-    """The port. Implementations: ``dolphin.store.embedded.EmbeddedStore`` (SQLite, cross-process) and
-    ``dolphin.store.hazelcast.HazelcastStore``.
+    """The port. Implementations: ``dolphin.adapters.sqlite_store.EmbeddedStore`` (SQLite, cross-process) and
+    ``dolphin.adapters.hazelcast_store.HazelcastStore``.
 
     Malformed values (another writer's bug, a hand edit): every adapter parses stored text with
     ``parse_stored``, which reports the map/key once per distinct bad value (log warning + ``malformed()``)

@@ -1,6 +1,6 @@
 """Feature-store records built from domain objects, and each key's "newer" order.
 
-Shared by the publishers (the Dagster assets) and the rehydrator (``dolphin.store.rehydrate``), so a record
+Shared by the publishers (the Dagster assets) and the rehydrator (``dolphin.rehydrate``), so a record
 rebuilt from its durable source is byte-for-byte the one its publisher stored.
 """
 

@@ -27,7 +27,7 @@ def _open_read_only(path: Path):
 
 class ExfSource(ConfigurableResource):
     """Where ExF comes from: ``recorded`` (the CSV history under ``<data>/exf``, for the dev set and backfills;
-    a day's snapshot is as of its 23:00 UTC) or ``live`` (dolphin.exf.fetchers, snapshot as of now). The
+    a day's snapshot is as of its 23:00 UTC) or ``live`` (dolphin.adapters.exf_http, snapshot as of now). The
     base URLs are configurable so tests point the live fetchers at a loopback server."""
 
     kind: str = Field(default="recorded", description="recorded | live")
@@ -51,7 +51,7 @@ class ExfSource(ConfigurableResource):
         return ExfHistory.load(self.root or None)
 
     def fetch_config(self):
-        from dolphin.exf.fetchers import FetchConfig
+        from dolphin.adapters.exf_http import FetchConfig
 
         return FetchConfig(alternative_me_url=self.alternative_me_url, deribit_url=self.deribit_url,
                            binance_fapi_url=self.binance_fapi_url, fred_url=self.fred_url, retries=self.retries,
@@ -62,7 +62,7 @@ class ExfSource(ConfigurableResource):
         live sources only know the present)."""
         self._check_kind()
         if self.kind == "live":
-            from dolphin.exf.fetchers import fetch_all
+            from dolphin.adapters.exf_http import fetch_all
 
             return fetch_all(self.fetch_config())
         return self.history().as_of(int(as_of_ms))
@@ -80,7 +80,7 @@ class ExfSource(ConfigurableResource):
         import pandas as pd
 
         from dolphin.exf.indicators import INDICATOR_NAMES
-        from dolphin.sqlcli import warehouse_path
+        from dolphin.adapters.duckdb_sql import warehouse_path
 
         idx = pd.date_range(start_day, end_day, freq="D", tz="UTC", name="day")
         out = pd.DataFrame(float("nan"), index=idx, columns=list(INDICATOR_NAMES))

@@ -5,7 +5,7 @@ from typing import List
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from dolphin.store.factory import open_store
+from dolphin.adapters.store_factory import open_store
 from dolphin_assets.settings import SETTINGS
 
 
@@ -19,6 +19,6 @@ class FeatureStoreResource(ConfigurableResource):
     hazelcast_cluster: str = Field(default=SETTINGS.hz_cluster, description="hazelcast: cluster name")
 
     def open(self):
-        # the same construction as dolphin.store.open_store_from_env (the CLI's path, without Dagster)
+        # the same construction as dolphin.adapters.store_factory.open_store_from_env (the CLI's path, without Dagster)
         return open_store(self.kind, path=self.path or None, members=list(self.hazelcast_members) or None,
                           cluster=self.hazelcast_cluster or None)

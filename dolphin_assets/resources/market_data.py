@@ -11,7 +11,7 @@ from dolphin_assets.settings import SETTINGS
 
 class MarketData(ConfigurableResource):
     """Where candles come from: a local folder / set name, or the Binance public archive (downloaded
-    into a cache with dolphin.data.binance_archive, then read from there)."""
+    into a cache with dolphin.adapters.binance_archive, then read from there)."""
 
     kind: str = Field(default=SETTINGS.source, description="folder | binance_archive")
     data: str = Field(default=SETTINGS.data, description="folder source: set name under <data>/klines or a path")
@@ -28,7 +28,7 @@ class MarketData(ConfigurableResource):
             return load_panel(self.data, start_ms=start_ms, end_ms=end_ms, warmup_bars=warmup_bars)
         if self.kind != "binance_archive":
             raise ValueError(f"market data kind {self.kind!r}: expected folder or binance_archive")
-        from dolphin.data.binance_archive import download_klines
+        from dolphin.adapters.binance_archive import download_klines
         from dolphin.timeutil import parse_bar
 
         cache = under_home(self.cache_dir, "binance-archive")

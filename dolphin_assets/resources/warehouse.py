@@ -2,7 +2,7 @@
 
 Written on Dagster's public ``ConfigurableIOManager``: the stock ``DuckDBPandasIOManager`` can only connect to
 the path in its configuration, with its own retry, while this one connects to a path resolved at run time
-(the data home), through ``dolphin.warehouse.connect`` (a held lock is waited for, a damaged file fails at once
+(the data home), through ``dolphin.adapters.duckdb_warehouse.connect`` (a held lock is waited for, a damaged file fails at once
 naming it) and refreshes the ``capital_ledger_<s>_latest`` views after each connection. The SQL is the stock
 io manager's (dagster-duckdb 0.29 with its pandas type handler), so the tables are the same: a partition's rows
 are deleted by the ``partition_expr`` column's time window, then the frame is inserted (the table created from
@@ -18,7 +18,7 @@ from dagster import (ConfigurableIOManager, DagsterInvariantViolationError, Inpu
                      OutputContext, TableColumn, TableSchema, TimeWindowPartitionsDefinition)
 from pydantic import Field
 
-from dolphin.sqlcli import warehouse_path
+from dolphin.adapters.duckdb_sql import warehouse_path
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"  # how a partition's window bounds are written in the SQL (as dagster-duckdb)
 
@@ -35,12 +35,12 @@ class Warehouse(ConfigurableIOManager):
 
     @contextmanager
     def _connect(self):
-        from dolphin.warehouse import connect, ensure_latest_views
+        from dolphin.adapters.duckdb_warehouse import connect, ensure_latest_views
 
         path = self.path()
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # several step processes write the warehouse; DuckDB allows one writer process at a time: a lock is
-        # waited for, a damaged file fails the step at once naming it (dolphin.warehouse)
+        # waited for, a damaged file fails the step at once naming it (dolphin.adapters.duckdb_warehouse)
         con = connect(path, read_only=False, wait_s=60.0, config={"custom_user_agent": "dagster"})
         try:
             yield con

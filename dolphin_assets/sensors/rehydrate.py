@@ -1,6 +1,6 @@
 """The rehydration sensor (every 30 s, running by default): puts back every published key missing from the
 feature store (after a Hazelcast restart, a wiped embedded file, a malformed record) from its durable source
-(``dolphin.store.rehydrate``; the same as ``dolphin store rehydrate``).
+(``dolphin.rehydrate``; the same as ``dolphin store rehydrate``).
 
 Run-less: it starts no run. The tick's skip reason names what it restored and what is still missing; each
 restored key is also an ``AssetObservation`` on the asset that publishes it (metadata ``rehydrated``), and
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from dagster import AssetObservation, DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from dolphin.store import StoreUnavailableError, pnl_map, state_map
-from dolphin.store.rehydrate import (LOGGED, RESTORED, SENSOR_INTERVAL_S, SOURCE_ERROR, STORE_DOWN, PublishedLog,
+from dolphin.rehydrate import (LOGGED, RESTORED, SENSOR_INTERVAL_S, SOURCE_ERROR, STORE_DOWN, PublishedLog,
                                      Sources, rehydrate, summary)
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.ledger import Ledger

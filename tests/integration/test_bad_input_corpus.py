@@ -78,8 +78,8 @@ def populated_home(tmp_path_factory):
     from dolphin.engine.state import EngineState
     from dolphin.ledger import CapitalLedger, DayRecord
     from dolphin.store import FEATURES, SCAN_LATEST, Record
-    from dolphin.store.embedded import EmbeddedStore
-    from dolphin.warehouse import rebuild
+    from dolphin.adapters.sqlite_store import EmbeddedStore
+    from dolphin.adapters.duckdb_warehouse import rebuild
 
     home = tmp_path_factory.mktemp("template") / "home"
     home.mkdir()

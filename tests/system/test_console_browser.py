@@ -126,7 +126,7 @@ class Page:
 
 @pytest.fixture
 def home_store(tmp_path, monkeypatch):
-    from dolphin.store import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
 
     home = tmp_path / "home"
     home.mkdir()

@@ -37,7 +37,7 @@ pytest.importorskip("nautilus_trader")
 def home_store(tmp_path, monkeypatch):
     """(data home, its embedded store): this process opens the same store as the stack's processes; no
     Hazelcast or Binance endpoint settings leak in from the shell."""
-    from dolphin.store import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
 
     home = tmp_path / "home"
     home.mkdir()

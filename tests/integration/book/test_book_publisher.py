@@ -17,7 +17,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 from dolphin.book.publisher import BookPublisher, StoreWriter
-from dolphin.store import FEATURES, StoreUnavailableError, open_store
+from dolphin.store import FEATURES, StoreUnavailableError
+from dolphin.adapters.store_factory import open_store
 from runtime.risk import _parse_book
 
 pytestmark = pytest.mark.timeout(90)

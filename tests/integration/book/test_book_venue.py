@@ -11,7 +11,8 @@ import time
 import pyarrow.dataset as ds
 import pytest
 
-from dolphin.store import FEATURES, open_store
+from dolphin.store import FEATURES
+from dolphin.adapters.store_factory import open_store
 from runtime.risk import _parse_book
 from tests.support.venue import REPO, VenueProcess
 

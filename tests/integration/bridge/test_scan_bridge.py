@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dolphin.store import ACB_STATE, FEATURES, SCAN_LATEST, SCAN_TOPIC
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.store.records import scan_record
 
 D = "2024-03-05"

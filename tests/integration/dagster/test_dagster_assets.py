@@ -87,7 +87,7 @@ def _ledger(world):
 
 
 def _sql(q):
-    from dolphin.sqlcli import query
+    from dolphin.adapters.duckdb_sql import query
 
     cols, rows = query(q)
     return pd.DataFrame(rows, columns=cols)
@@ -173,7 +173,7 @@ def test_eigen_scans_metadata_and_warehouse_rows(world):
 
 def test_publications(world):
     from dolphin.store import FEATURES, SCAN_LATEST, STATE_LATEST, VOL_REGIME, pnl_map, state_map
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     store = EmbeddedStore(world["home"] / "store" / "features.sqlite")
     scan = store.get(FEATURES, SCAN_LATEST)
@@ -191,7 +191,7 @@ def test_publications(world):
 def test_sql_command_examples(world, capsys):
     import argparse
 
-    from dolphin import sqlcli
+    from dolphin.adapters import duckdb_sql as sqlcli
 
     ap = argparse.ArgumentParser()
     sqlcli.register(ap.add_subparsers())
@@ -238,7 +238,7 @@ def test_out_of_order_day_is_refused(world):
 def test_divergent_rerun_is_refused_then_rebased(world, monkeypatch):
     import dolphin_assets.assets.blue as blue
     from dolphin.store import STATE_LATEST, pnl_map, state_map
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     book = _ledger(world)
     snapshot = [(e.day, e.record.fingerprint()) for e in book.current("BLUE")]

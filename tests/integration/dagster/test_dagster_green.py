@@ -65,8 +65,9 @@ def test_short_only_green_equals_blue_day_by_day(world):
 
 
 def test_warehouse_tables_checks_and_hot_copy(world):
-    from dolphin.sqlcli import query
-    from dolphin.store import STATE_LATEST, open_store_from_env, pnl_map, state_map
+    from dolphin.adapters.duckdb_sql import query
+    from dolphin.store import STATE_LATEST, pnl_map, state_map
+    from dolphin.adapters.store_factory import open_store_from_env
 
     cols, rows = query("select day, strategy, long_leg, w_short, w_long, weights_applied from dolphin.daily_pnl_green order by day")
     df = pd.DataFrame(rows, columns=cols)
@@ -123,7 +124,7 @@ def test_unvalidated_long_leg_is_refused_then_runs_with_a_test_only_record(world
         passed=True, results={"note": "TEST-ONLY record: no validation ran"}), home)
     r = world["mat"](day, world["chain"])
     assert r.success, failure_text(r)
-    from dolphin.sqlcli import query
+    from dolphin.adapters.duckdb_sql import query
 
     cols, rows = query(f"select long_leg, weights_applied, w_short, w_long from dolphin.daily_pnl_green "
                        f"where day = '{day}'")
@@ -133,7 +134,8 @@ def test_unvalidated_long_leg_is_refused_then_runs_with_a_test_only_record(world
 
 def test_rehydration_sensor_restores_greens_hot_copy(world):
     """A store that lost GREEN's keys gets them back from the ledger on the next sensor tick."""
-    from dolphin.store import STATE_LATEST, open_store_from_env, pnl_map, state_map
+    from dolphin.store import STATE_LATEST, pnl_map, state_map
+    from dolphin.adapters.store_factory import open_store_from_env
     from dolphin_assets.definitions import defs
     from dolphin_assets.sensors.rehydrate import store_rehydration_sensor
 

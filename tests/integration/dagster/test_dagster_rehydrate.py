@@ -73,7 +73,7 @@ def world(tmp_path_factory):
 
 
 def _store(world, path=None):
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     return EmbeddedStore(path or world["home"] / "store" / "features.sqlite")
 

@@ -19,7 +19,7 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 def _fake_archive(calls):
     """download_klines stand-in: writes the archive's daily zips (Binance CSV, no header) of REAL candles into the
     cache layout, as the real downloader would after verifying them."""
-    from dolphin.data.binance_archive import DownloadResult, archive_path
+    from dolphin.adapters.binance_archive import DownloadResult, archive_path
 
     def download(symbols, interval, start, end, *, market, cache_dir):
         calls.append((tuple(symbols), interval, start, end, market))
@@ -48,7 +48,7 @@ def _fake_archive(calls):
 
 
 def test_binance_archive_source_equals_the_folder(tmp_path, monkeypatch):
-    import dolphin.data.binance_archive as archive
+    import dolphin.adapters.binance_archive as archive
     from dolphin.data import load_panel
     from dolphin_assets.resources.market_data import MarketData
 

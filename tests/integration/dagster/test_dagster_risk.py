@@ -51,7 +51,7 @@ def world(tmp_path_factory):
 
 
 def _store(world):
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     return EmbeddedStore(world["store_path"])
 
@@ -68,7 +68,7 @@ def _checks(result):
 
 
 def _sql(q):
-    from dolphin.sqlcli import query
+    from dolphin.adapters.duckdb_sql import query
 
     cols, rows = query(q)
     return pd.DataFrame(rows, columns=cols)
@@ -161,7 +161,7 @@ def test_live_exf_frame_from_the_warehouse_serves_the_next_day(world, exf_days):
 
 
 def test_live_exf_source_with_unreachable_sources_gives_reasons_not_a_crash():
-    from dolphin.exf.fetchers import ExfFetchWarning
+    from dolphin.adapters.exf_http import ExfFetchWarning
     from dolphin_assets.resources.exf_source import ExfSource
 
     url = "http://127.0.0.1:9"  # discard port: connection refused at once
@@ -291,7 +291,7 @@ def test_concurrent_acb_updates_lose_no_step(world, acb_run, acb_scans, tmp_path
     record read means the result is the sequential one, whatever the interleaving."""
     from dolphin.acb import acb_on_scan, publish_acb, read_acb
     from dolphin.scanner import write_scan_arrow
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin_assets.scan_files import apply_acb_scans
 
     day_scans = _day_slice(acb_scans, D, _day(D, 1))
@@ -396,7 +396,7 @@ def _fresh_world(store_path, ledger_path, *, mc_age_h=1.0):
     from dolphin.engine.state import EngineState
     from dolphin.ledger import CapitalLedger, DayRecord
     from dolphin.store import EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SCAN_LATEST, SYSTEM_HEALTH, Record, iso_utc
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
 
     now = int(time.time() * 1000)
     with EmbeddedStore(store_path) as s:
@@ -412,7 +412,7 @@ def _fresh_world(store_path, ledger_path, *, mc_age_h=1.0):
 
 
 def test_watchdog_store_down_is_degraded_then_shown_once_back(wd):
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin.watchdog import read_health
 
     wd["store_path"].write_bytes(b"not a sqlite file" * 64)
@@ -431,7 +431,7 @@ def test_watchdog_store_down_is_degraded_then_shown_once_back(wd):
 
 
 def test_watchdog_green_vs_degraded(wd):
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin.watchdog import read_health
 
     _fresh_world(wd["store_path"], wd["ledger_path"])
@@ -498,7 +498,7 @@ def test_dolphin_status_shows_health_acb_exf(world, acb_run, exf_days):
 
 
 def test_watchdog_reads_the_latest_partition_from_materialisations_without_a_ledger(world, wd):
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin.watchdog import read_health
 
     y = (datetime.now(timezone.utc).date() - timedelta(days=1)).isoformat()
@@ -513,7 +513,7 @@ def test_watchdog_reads_the_latest_partition_from_materialisations_without_a_led
 
 def test_unreadable_acb_state_does_not_fail_the_scan_run(tmp_path):
     from dolphin.store import ACB_STATE, FEATURES, Record
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin_assets.scan_files import apply_acb_scans
 
     with EmbeddedStore(tmp_path / "s.sqlite") as s:

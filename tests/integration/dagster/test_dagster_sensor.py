@@ -150,7 +150,7 @@ def test_scanner_restart_with_lower_counters(env, scans, tmp_path):
 
 def test_triggered_run_publishes_scan_latest(env, scans):
     from dolphin.store import FEATURES, SCAN_LATEST
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin_assets.definitions import ASSETS, resources
 
     _at(write_scan_arrow(scans[10], env["dir"]), 30)

@@ -14,8 +14,8 @@ from dolphin.engine import kernel as K
 from dolphin.engine.config import APEX, BLUE, GREEN, HIBERNATE, ORANGE, POSTURE_NAMES, RED, STALKER, TURTLE
 from dolphin.mc.forewarner import MCEnvelope
 from dolphin.store import FEATURES, MC_FOREWARNER_LATEST, SAFETY, Record, asset_ob_key, iso_utc
-from dolphin.store.embedded import EmbeddedStore
-from dolphin.store.nearcache import NearCachedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
+from dolphin.adapters.near_cache import NearCachedStore
 from dolphin.survival.stack import read_safety
 from runtime.risk import StoreRiskSource
 

@@ -23,7 +23,7 @@ Scenarios (one test each; measured figures are printed with ``-s`` and summarise
    entry listener and topic subscription survive, reconnect listeners fire, no RecursionError;
 3. the runtime survives it (``StoreRiskSource`` over the cached store): APEX -> HIBERNATE -> rehydrated ->
    APEX after 5 healthy checks, every decision within the risk source's budget;
-4. a member restart loses every key (finding 5); ``dolphin.store.rehydrate.rehydrate`` puts them back;
+4. a member restart loses every key (finding 5); ``dolphin.rehydrate.rehydrate`` puts them back;
 5. two members, one SIGKILLed under two concurrent compare-and-set updaters: no lost increment, the
    longest single-operation stall measured (finding 6).
 """
@@ -55,8 +55,9 @@ if MEMBER_CMD:
 from dolphin.acb import AcbState  # noqa: E402
 from dolphin.engine.config import APEX, HIBERNATE, POSTURE_NAMES, RED  # noqa: E402
 from dolphin.mc.forewarner import MCEnvelope  # noqa: E402
+from dolphin.adapters.store_factory import open_cached_store  # noqa: E402
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SCAN_TOPIC,  # noqa: E402
-                           Record, StoreUnavailableError, asset_ob_key, iso_utc, open_cached_store, state_map)
+                           Record, StoreUnavailableError, asset_ob_key, iso_utc, state_map)
 
 CLUSTER = f"dolphin-it-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per test session
 HOST = "127.0.0.1"
@@ -205,7 +206,7 @@ def stores():
 
 
 def hz(port_list, **kw):
-    from dolphin.store.hazelcast import HazelcastStore
+    from dolphin.adapters.hazelcast_store import HazelcastStore
 
     kw.setdefault("connect_timeout", 10)
     return HazelcastStore([addr(p) for p in port_list], CLUSTER, **kw)
@@ -266,8 +267,8 @@ def book_record() -> Record:
 
 # ========================================================================== 1. invalidation delay
 def test_another_clients_write_is_seen_within_the_stated_bound(members, stores):
-    from dolphin.store.hazelcast import HazelcastStore
-    from dolphin.store.nearcache import NearCachedStore
+    from dolphin.adapters.hazelcast_store import HazelcastStore
+    from dolphin.adapters.near_cache import NearCachedStore
 
     (port,) = free_ports(1)
     members.start(port)  # default member settings: invalidation batching ON, every 10 s
@@ -417,7 +418,7 @@ def test_an_outage_longer_than_the_connect_timeout_is_recovered(members, stores,
 
 # ========================================================================== 3. runtime survival
 def test_the_runtime_survives_a_member_crash_longer_than_the_connect_timeout(members, stores, tmp_path, monkeypatch):
-    from dolphin.store.rehydrate import RESTORED, STORE_DOWN, PublishedLog, Sources, rehydrate
+    from dolphin.rehydrate import RESTORED, STORE_DOWN, PublishedLog, Sources, rehydrate
     from runtime.risk import StoreRiskSource
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
@@ -535,7 +536,7 @@ def test_a_member_restart_loses_every_key_and_rehydrate_restores_them(members, s
     from dolphin.ledger import CapitalLedger, DayRecord
     from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet, write_scan_arrow
     from dolphin.store import ESOF_LATEST, SYSTEM_HEALTH, VOL_REGIME, pnl_map
-    from dolphin.store.rehydrate import PRESENT, RESTORED, PublishedLog, Sources, rehydrate
+    from dolphin.rehydrate import PRESENT, RESTORED, PublishedLog, Sources, rehydrate
 
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
     # durable sources as the publishers leave them: real scan files, the published-record log, a capital ledger

@@ -22,11 +22,11 @@ from hazelcast.errors import (ClientOfflineError, HazelcastClientNotActiveError,
 from hazelcast.proxy.ringbuffer import ReadResult  # noqa: E402
 from hazelcast.serialization.objects import ReliableTopicMessage  # noqa: E402
 
-from dolphin.store.hazelcast import RINGBUFFER_PREFIX, HazelcastStore  # noqa: E402
+from dolphin.adapters.hazelcast_store import RINGBUFFER_PREFIX, HazelcastStore  # noqa: E402
 from dolphin.store.port import (ACB_STATE, FEATURES, SAFETY, SCAN_LATEST, SCAN_TOPIC, UPDATED, Record,  # noqa: E402
                                 StoreUnavailableError, state_map)
 
-LOG = "dolphin.store.hazelcast"
+LOG = "dolphin.adapters.hazelcast_store"
 
 
 # ------------------------------------------------------------------------------------------ the fake

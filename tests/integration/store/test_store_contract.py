@@ -22,14 +22,15 @@ import pytest
 
 from dolphin.store import (ACB_STATE, ADDED, FEATURE_KEYS, FEATURES, REMOVED, SAFETY, SCAN_LATEST, SCAN_TOPIC,
                            STATE_LATEST, SYSTEM_HEALTH, UPDATED, VOL_REGIME, Record, StoreUnavailableError,
-                           asset_ob_key, open_cached_store, pnl_map, publish_if_newer, state_map)
-from dolphin.store.embedded import EmbeddedStore
+                           asset_ob_key, pnl_map, publish_if_newer, state_map)
+from dolphin.adapters.store_factory import open_cached_store
+from dolphin.adapters.sqlite_store import EmbeddedStore
 
 HZ = os.environ.get("DOLPHIN_HZ_MEMBERS", "")
 _NO_HZ = pytest.mark.skipif(
     not HZ, reason="no Hazelcast cluster: set DOLPHIN_HZ_MEMBERS=host:port (and DOLPHIN_HZ_CLUSTER, ...) to run "
                    "the contract against one")
-# "+nearcache": the parsed-record near cache (dolphin.store.nearcache) as the factory opens it (over an uncached
+# "+nearcache": the parsed-record near cache (dolphin.adapters.near_cache) as the factory opens it (over an uncached
 # adapter), with a long max age so that only entry events can make another client's write visible
 ADAPTERS = ["embedded", "embedded+nearcache", pytest.param("hazelcast", marks=_NO_HZ),
             pytest.param("hazelcast+nearcache", marks=_NO_HZ)]
@@ -46,7 +47,7 @@ def _open(kind, path):
                                  **hz_kw)
     if base == "embedded":
         return EmbeddedStore(path)
-    from dolphin.store.hazelcast import HazelcastStore
+    from dolphin.adapters.hazelcast_store import HazelcastStore
 
     return HazelcastStore(**hz_kw)
 
@@ -322,7 +323,7 @@ def test_embedded_store_unreadable_raises_unavailable(tmp_path):
 
 def test_hazelcast_unreachable_cluster_fails_fast_naming_members():
     pytest.importorskip("hazelcast")
-    from dolphin.store.hazelcast import HazelcastStore
+    from dolphin.adapters.hazelcast_store import HazelcastStore
 
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from dolphin.data import load_panel
 from dolphin.paths import data_root
 from dolphin.scanner.core import scan
 from dolphin.store import ACB_STATE, FEATURES, Record
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.timeutil import DAY_MS, parse_time
 
 CFG = AcbConfig()

@@ -18,8 +18,9 @@ from dolphin.engine.state import EngineState
 from dolphin.ledger import CapitalLedger, DayRecord
 from dolphin.status import collect, fmt_age, render
 from dolphin.store import (FEATURES, SAFETY, SCAN_LATEST, STATE_LATEST, SYSTEM_HEALTH, VOL_REGIME, MC_FOREWARNER_LATEST,
-                           Record, iso_utc, open_store_from_env, publish_if_newer, state_map)
-from dolphin.store.embedded import EmbeddedStore
+                           Record, iso_utc, publish_if_newer, state_map)
+from dolphin.adapters.store_factory import open_store_from_env
+from dolphin.adapters.sqlite_store import EmbeddedStore
 
 REPO = Path(__file__).resolve().parents[3]
 NOW = 1_790_000_000_000  # fixed "now" (ms) for exact ages

@@ -7,7 +7,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 
 from dolphin.store import EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SCAN_LATEST, SYSTEM_HEALTH, Record, iso_utc
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.watchdog import (HealthConfig, HealthInputs, check_health, collect_inputs, publish_health,
                               read_health)
 

@@ -23,7 +23,7 @@ from dolphin.ledger.journal import FillJournal
 from dolphin.mc.forewarner import MCEnvelope
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SYSTEM_HEALTH,
                            Record, asset_ob_key, iso_utc, state_map)
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.store.faults import StallingStore
 from dolphin.survival.stack import read_safety
 from runtime.ledger import LedgerSink

@@ -253,7 +253,8 @@ def test_corrupt_scan_files_alerted_once(tmp_path):
 
 
 def test_alerts_process_sends_posture_change_to_the_webhook(home, servers):
-    from dolphin.store import SAFETY, Record, iso_utc, open_store_from_env
+    from dolphin.store import SAFETY, Record, iso_utc
+    from dolphin.adapters.store_factory import open_store_from_env
 
     srv = servers()
     store = open_store_from_env()

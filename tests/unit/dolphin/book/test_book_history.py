@@ -3,7 +3,7 @@
 Every bookDepth file here is SYNTHETIC, written in Binance's format (header ``timestamp,percentage,depth,
 notional``, ``YYYY-MM-DD HH:MM:SS`` UTC, signed percentage bands, cumulative depth/notional); no real
 bookDepth data exists offline. The downloader tests serve them from the loopback archive server of
-tests/unit/dolphin/data/test_binance_archive.py (every socket must go to 127.0.0.1)."""
+tests/unit/dolphin/adapters/test_binance_archive.py (every socket must go to 127.0.0.1)."""
 
 import argparse
 import hashlib
@@ -18,15 +18,15 @@ import pytest
 from dolphin.book import features as F
 from dolphin.book.history import (MAX_AGE_S, BookFlowProvider, book_for_panel, features_from_rows,
                                   load_book_history)
-from dolphin.data import binance_archive as ba
-from dolphin.data.binance_archive import ArchiveError, bookdepth_path, download_bookdepth
+from dolphin.adapters import binance_archive as ba
+from dolphin.adapters.binance_archive import ArchiveError, bookdepth_path, download_bookdepth
 from dolphin.data.bookdepth import find_bookdepth_files, read_bookdepth_file, write_bookdepth_zip
 from dolphin.data.contracts import DataError
 from dolphin.engine.backtest import run_backtest
 from dolphin.engine.config import BLUE
 from dolphin.engine.risklayer import RiskLayers, run_risk_backtest
 from tests.support.engine import handmade_scans, real_panel
-from tests.unit.dolphin.data.test_binance_archive import Archive, _handler, _loopback_only, _Server, server  # noqa: F401
+from tests.unit.dolphin.adapters.test_binance_archive import Archive, _handler, _loopback_only, _Server, server  # noqa: F401
 
 DAY_MS = 86_400_000
 BANDS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)

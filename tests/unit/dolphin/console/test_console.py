@@ -39,7 +39,7 @@ def world(home):
     safety / scan / health / freshness records and the runtime's decision record."""
     from dolphin.ledger import CapitalLedger, DayRecord
     from dolphin.ledger.journal import FillJournal
-    from dolphin.store import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
 
     led = home / "ledger" / "ledger.sqlite"
     book = CapitalLedger(led)
@@ -205,7 +205,7 @@ def test_read_only_console_refuses_actions_and_audits_them(world):
 
 
 def test_operator_token_enables_the_override_every_action_audited(world):
-    ov = pytest.importorskip("dolphin.survival.override")
+    ov = pytest.importorskip("dolphin.adapters.safety_override_sqlite")
     home, store, led = world
     token = "t0ken-for-the-console-test-9f2c"
     p, base, line = _start(home, token)
@@ -257,7 +257,7 @@ def test_snapshot_over_hazelcast(tmp_path):
     """The same snapshot through the Hazelcast adapter (the console reads only the port)."""
     import uuid
 
-    from dolphin.store.hazelcast import HazelcastStore
+    from dolphin.adapters.hazelcast_store import HazelcastStore
 
     strat = "T" + uuid.uuid4().hex[:10].upper()
     store = HazelcastStore(connect_timeout=10)

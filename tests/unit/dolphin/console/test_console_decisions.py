@@ -54,7 +54,7 @@ def fake_strategy():
 
 
 def test_record_publishes_the_last_decisions_and_the_open_position(home):
-    from dolphin.store import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
     from runtime.accounting import _Trade
 
     store = open_store_from_env()
@@ -97,7 +97,7 @@ def test_record_publishes_the_last_decisions_and_the_open_position(home):
 
 
 def test_a_stalled_or_down_store_never_delays_the_decision(home):
-    from dolphin.store import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
 
     store = StallingStore(open_store_from_env())
     log = DecisionLog(store, "BLUE")

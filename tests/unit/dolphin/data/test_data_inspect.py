@@ -151,7 +151,7 @@ def test_inspect_argument_parsing(capsys):
 
 
 def test_dolphin_cli_data_inspect(capsys):
-    pytest.importorskip("dolphin.data.binance_archive", reason="dolphin data CLI needs the archive module")
+    pytest.importorskip("dolphin.adapters.binance_archive", reason="dolphin data CLI needs the archive module")
     from dolphin.cli import main as dolphin_main
 
     assert dolphin_main(["data", "inspect", "spot-5m-2024", "--symbols", "BTCUSDT", "--end", "2024-01-02"]) == 0

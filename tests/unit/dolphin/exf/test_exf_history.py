@@ -11,7 +11,7 @@ import pytest
 
 from dolphin.exf import REGISTRY, ExfDataError, ExfHistory, family_names
 from dolphin.paths import data_root
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.store.port import EXF_LATEST, FEATURES
 
 UTC = timezone.utc

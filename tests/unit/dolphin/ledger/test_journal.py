@@ -8,7 +8,7 @@ import pytest
 from dolphin.ledger.journal import (FillJournal, JournalConflictError, JournalError, JournalEvent, Position,
                                     positions_from)
 from dolphin.store import StoreUnavailableError, state_map
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from runtime.ledger import LedgerSink, repopulate
 
 S, SESSION = "BLUE", "paper:test:2024-03-04..2024-03-04:BLUE-x"

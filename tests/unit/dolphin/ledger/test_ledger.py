@@ -109,7 +109,7 @@ def test_a_file_with_only_the_fill_journal_reads_as_a_ledger_without_days(tmp_pa
     ledger_days'."""
     from dolphin.ledger.journal import FillJournal
     from dolphin.status import _read_ledger
-    from dolphin.store.rehydrate import Sources
+    from dolphin.rehydrate import Sources
 
     path = tmp_path / "ledger" / "ledger.sqlite"
     FillJournal(path).open_session("BLUE", "sandbox:local:2023-07-17", mode="sandbox", opening_capital=25_000.0)

@@ -12,7 +12,7 @@ from dolphin.ledger import CapitalLedger, DayRecord
 from dolphin.ledger.db import Migration, MigrationError, Schema, SchemaVersionError, init, layout_of
 from dolphin.ledger.journal import FillJournal, JournalEvent
 from dolphin.ledger.schema import LEDGER, V3_SAFETY_OVERRIDES
-from dolphin.survival.override import list_overrides, set_override
+from dolphin.adapters.safety_override_sqlite import list_overrides, set_override
 
 # ---------------------------------------------------------------- the old code's files, as it wrote them
 
@@ -98,7 +98,7 @@ BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS journal_entries_no_delete BEFORE DELETE ON journal_entries
 BEGIN SELECT RAISE(ABORT, 'journal_entries is append-only'); END;
 """
-# dolphin/survival/override.py as of d1e9073 (2026-12-03 03:53)
+# dolphin/adapters/safety_override_sqlite.py as of d1e9073 (2026-12-03 03:53)
 OLD_OVERRIDES = """
 CREATE TABLE IF NOT EXISTS safety_overrides (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,      -- append order
@@ -308,8 +308,8 @@ def test_migrations_must_be_numbered_in_order():
 
 def test_old_embedded_store_and_published_log_files_are_migrated(tmp_path):
     from dolphin.store import FEATURES, SCAN_LATEST, Record, StoreUnavailableError
-    from dolphin.store.embedded import EmbeddedStore
-    from dolphin.store.rehydrate import PublishedLog
+    from dolphin.adapters.sqlite_store import EmbeddedStore
+    from dolphin.rehydrate import PublishedLog
 
     rec = Record({"vel_div": -0.5}, "2024-02-01T00:05:00.000Z")
     store_path = tmp_path / "features.sqlite"  # the store as 02d5350 created it: the entries table only

@@ -44,7 +44,7 @@ def test_envelope_for_the_chains_next_day_is_stamped_then_and_uses_only_earlier_
     from dolphin.mc.variants import engine_daily_variants, history_bars
     from dolphin.scanner import scan
     from dolphin.store import FEATURES, MC_FOREWARNER_LATEST
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from dolphin_assets.settings import ENGINE_CONFIG, SETTINGS, STRATEGY
 
     # the chain has run up to CHAIN_LAST (a ledger row is all the envelope reads of it)

@@ -18,7 +18,7 @@ from dolphin.mc import (PERTURBATIONS, MCConfig, MCEnvelope, MCInputError, age_h
                         resample_paths)
 from dolphin.scanner.core import scan
 from dolphin.store import FEATURES, MC_FOREWARNER_LATEST, Record
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.timeutil import DAY_MS, parse_time
 
 T0 = datetime(2024, 6, 1, 4, 0, tzinfo=timezone.utc)

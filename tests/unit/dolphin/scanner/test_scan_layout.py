@@ -15,7 +15,7 @@ from tests.support.engine import real_panel
 def test_every_component_resolves_the_same_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("DOLPHIN_HOME", str(tmp_path / "home"))
     from dolphin.bridge import ScanBridge
-    from dolphin.store.rehydrate import Sources
+    from dolphin.rehydrate import Sources
     from dolphin_assets.resources.scan_dir import ScanDir
     from runtime.scan_files import ScanFileWriter
 

@@ -10,7 +10,7 @@ import pytest
 from dolphin.scanner.core import scan
 from dolphin.store import FEATURES, SCAN_LATEST, MalformedRecordError, Record, asset_ob_key, iso_utc, publish_if_newer
 from dolphin.store.arrow_scan import FIELD, decode_scan, encode_scan, scan_arrays, scan_arrow_record
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.store.records import scan_is_newer, scan_record
 from tests.support.engine import real_panel
 

@@ -30,7 +30,7 @@ def test_rolling_peak_forgets_after_the_window_and_all_time_does_not():
 def test_runtime_cat5_uses_the_rolling_peak(tmp_path):
     from datetime import datetime, timezone
 
-    from dolphin.store.embedded import EmbeddedStore
+    from dolphin.adapters.sqlite_store import EmbeddedStore
     from runtime.risk import StoreRiskSource
 
     store = EmbeddedStore(tmp_path / "f.sqlite")

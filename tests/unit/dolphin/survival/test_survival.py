@@ -14,7 +14,7 @@ import pytest
 from dolphin.engine.config import APEX, GREEN, HIBERNATE, ORANGE, RED, STALKER, TURTLE
 from dolphin.paths import data_root
 from dolphin.store import SAFETY, Record, StoreUnavailableError
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.survival import (PostureController, RmBreakdown, SurvivalConfig, SurvivalInputError, SurvivalInputs,
                               cat2_mc, cat3_microstructure, cat4_dvol, cat5_drawdown, compute_rm, posture_for,
                               publish_safety, read_safety, safety_record)

@@ -194,7 +194,7 @@ def register(sub) -> None:
 def cmd_warehouse(args) -> int:
     import sys
 
-    from dolphin.sqlcli import warehouse_path
+    from dolphin.adapters.duckdb_sql import warehouse_path
     from dolphin.status import ledger_path
 
     path = Path(args.db).expanduser() if args.db else warehouse_path()

@@ -1,5 +1,5 @@
-"""The operator's manual safety override (dolphin.survival.override): audited in the ledger, expires by
-itself, honoured by the runtime's risk source (bar clock, a real embedded store), shown by `dolphin status`."""
+"""The operator's manual safety override (dolphin.adapters.safety_override_sqlite): audited in the ledger, expires
+by itself, honoured by the runtime's risk source (bar clock, a real embedded store), shown by `dolphin status`."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -10,9 +10,9 @@ from dolphin.engine.config import APEX, HIBERNATE, STALKER, TURTLE
 from dolphin.ledger import CapitalLedger
 from dolphin.status import collect, render
 from dolphin.store import ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, Record, asset_ob_key, iso_utc
-from dolphin.store.embedded import EmbeddedStore
-from dolphin.survival.override import (OverrideError, active_override, clear_override, list_overrides,
-                                       parse_duration, set_override)
+from dolphin.adapters.sqlite_store import EmbeddedStore
+from dolphin.adapters.safety_override_sqlite import (OverrideError, active_override, clear_override,
+                                                    list_overrides, parse_duration, set_override)
 from runtime.risk import StoreRiskSource
 from tests.unit.runtime.test_runtime_store_risk import _acb, _mc
 

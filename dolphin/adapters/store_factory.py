@@ -7,10 +7,10 @@ variables, read once in ``dolphin_assets.settings``)::
     embedded:  <data home>/store/features.sqlite (DOLPHIN_HOME, default ~/.dolphin)
     hazelcast: DOLPHIN_HZ_MEMBERS (comma-separated, default 127.0.0.1:5701), DOLPHIN_HZ_CLUSTER (default
                dolphin); credentials, TLS and timeouts from the other DOLPHIN_HZ_* variables
-               (``dolphin.store.hazelcast``)
+               (``dolphin.adapters.hazelcast_store``)
 
 ``open_cached_store`` / ``open_cached_store_from_env``: the same store under the parsed-record near cache
-(``dolphin.store.nearcache``), over an UNCACHED adapter (Hazelcast near cache off) so that entry events are
+(``dolphin.adapters.near_cache``), over an UNCACHED adapter (Hazelcast near cache off) so that entry events are
 never overtaken by a lagging inner cache. Its ``staleness_bound_s`` is ``max_age_s``.
 """
 
@@ -63,11 +63,11 @@ def open_store(kind: str, *, path=None, members=None, cluster: str | None = None
     """``embedded`` at ``path`` (default under the data home) or ``hazelcast`` at ``members`` / ``cluster``
     (``None``: the adapter's own env/defaults). Raises ``StoreUnavailableError`` if it cannot be reached."""
     if kind == "embedded":
-        from dolphin.store.embedded import EmbeddedStore
+        from dolphin.adapters.sqlite_store import EmbeddedStore
 
         return EmbeddedStore(embedded_path(path))
     if kind == "hazelcast":
-        from dolphin.store.hazelcast import HazelcastStore
+        from dolphin.adapters.hazelcast_store import HazelcastStore
 
         return HazelcastStore(list(members) if members else None, cluster or None, **hazelcast_kw)
     raise ValueError(f"feature store kind {kind!r}: expected embedded or hazelcast")
@@ -84,7 +84,7 @@ def open_cached_store(kind: str, *, path=None, members=None, cluster: str | None
     """``open_store`` under a ``NearCachedStore`` (``maps``: default DOLPHIN_FEATURES only). The adapter is
     opened without its own near cache: two caches invalidated by different paths (entry events vs the
     member's batched invalidations) could re-cache an old value."""
-    from dolphin.store.nearcache import NearCachedStore
+    from dolphin.adapters.near_cache import NearCachedStore
 
     if kind == "hazelcast":
         hazelcast_kw["near_cache"] = False

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dolphin.exf import ExfHistory, family_names
-from dolphin.exf.fetchers import (ExfFetchWarning, FetchConfig, fetch_all, fetch_dvol, fetch_fear_greed,
+from dolphin.adapters.exf_http import (ExfFetchWarning, FetchConfig, fetch_all, fetch_dvol, fetch_fear_greed,
                                   fetch_funding)
 from dolphin.exf.indicators import REGISTRY
 from dolphin.paths import data_root

@@ -11,7 +11,7 @@ from pathlib import Path
 from dolphin.paths import data_home
 
 
-from dolphin.warehouse import WarehouseCorrupt, WarehouseError  # noqa: F401 - re-exported
+from dolphin.adapters.duckdb_warehouse import WarehouseCorrupt, WarehouseError  # noqa: F401 - re-exported
 
 
 def warehouse_path() -> Path:
@@ -33,7 +33,7 @@ def query(sql: str, db=None, *, attempts: int = 20):
     makes the open fail for a moment: retried briefly."""
     import duckdb
 
-    from dolphin.warehouse import connect
+    from dolphin.adapters.duckdb_warehouse import connect
 
     if not sql or not sql.strip():
         raise WarehouseError('empty query: give SQL, e.g. dolphin sql "select * from dolphin.daily_pnl_blue"')
@@ -65,7 +65,7 @@ def _cell(v) -> str:
 def behind_warnings(db=None) -> list:
     """Where the warehouse misses rows the ledger holds ([] when it cannot tell)."""
     from dolphin.status import ledger_path
-    from dolphin.warehouse import behind_ledger, connect
+    from dolphin.adapters.duckdb_warehouse import behind_ledger, connect
 
     path = Path(db) if db else warehouse_path()
     try:

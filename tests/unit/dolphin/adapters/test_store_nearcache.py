@@ -6,8 +6,8 @@ import time
 import pytest
 
 from dolphin.store import FEATURES, SCAN_LATEST, Record, StoreUnavailableError, state_map
-from dolphin.store.embedded import EmbeddedStore
-from dolphin.store.nearcache import NearCachedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
+from dolphin.adapters.near_cache import NearCachedStore
 
 
 def test_hits_are_the_same_parsed_record_and_own_writes_invalidate(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from dolphin.store import (FEATURES, SCAN_LATEST, Record, StoreKeyError, asset_ob_key, pnl_map, publish_if_newer,
                            state_map)
-from dolphin.store.embedded import EmbeddedStore
+from dolphin.adapters.sqlite_store import EmbeddedStore
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
 """Near cache of PARSED records over any feature-store adapter (the runtime's hot-path reads).
 
-Hazelcast's own near cache keeps the JSON text, so every read still pays the JSON parse (~50 µs for a
-50-asset scan); this keeps the parsed ``Record`` and answers from memory. Open it with
-``dolphin.store.open_cached_store`` / ``open_cached_store_from_env``: they give it an UNCACHED inner adapter
-(Hazelcast near cache off), so no second cache sits underneath whose invalidation can lag the entry events
-(members batch near-cache invalidations, 10 s by default; the entry event arrives first).
+Hazelcast's own near cache keeps the JSON text, so every read still pays the JSON parse (~50 µs for a 50-asset
+scan); this keeps the parsed ``Record`` and answers from memory. Open it with
+``dolphin.adapters.store_factory.open_cached_store`` / ``open_cached_store_from_env``: they give it an UNCACHED
+inner adapter (Hazelcast near cache off), so no second cache sits underneath whose invalidation can lag the entry
+events (members batch near-cache invalidations, 10 s by default; the entry event arrives first).
 
 What is cached: ``DOLPHIN_FEATURES`` only, by default. Safety-critical maps (DOLPHIN_SAFETY and its kill
 switch, the runtime's own DOLPHIN_STATE_*) are read from the backend on every call; pass ``maps=`` only for
@@ -42,7 +42,7 @@ import time
 
 from dolphin.store.port import FEATURES, REMOVED, FeatureStore, Record
 
-log = logging.getLogger("dolphin.store.nearcache")
+log = logging.getLogger("dolphin.adapters.near_cache")
 _ABSENT = object()
 
 

@@ -1,4 +1,4 @@
-"""Rehydration without Dagster (dolphin.store.rehydrate): a real embedded store, real scan files (real scans of
+"""Rehydration without Dagster (dolphin.rehydrate): a real embedded store, real scan files (real scans of
 spot-5m-2024), a real capital ledger and the published-record log under a temporary DOLPHIN_HOME.
 
 A member restart is simulated by deleting every key. Checked: every expected key comes back with the same
@@ -22,12 +22,12 @@ from dolphin.ledger import CapitalLedger, DayRecord
 from dolphin.store import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SCAN_LATEST,
                            STATE_LATEST, SYSTEM_HEALTH, VOL_REGIME, Record, StoreUnavailableError, iso_utc, pnl_map,
                            state_map)
-from dolphin.store.embedded import EmbeddedStore
-from dolphin.store.rehydrate import (KEPT, NO_SOURCE, PRESENT, RESTORED, SOURCE_ERROR, STORE_DOWN, WOULD_RESTORE,
+from dolphin.adapters.sqlite_store import EmbeddedStore
+from dolphin.rehydrate import (KEPT, NO_SOURCE, PRESENT, RESTORED, SOURCE_ERROR, STORE_DOWN, WOULD_RESTORE,
                                      PublishedLog, Sources, newest_scan_record, rehydrate)
 from dolphin.store.records import pnl_record, scan_record, state_record
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[3]
 DAYS = ("2024-03-04", "2024-03-05")
 T = 1_709_683_200_000  # 2024-03-06 00:00 UTC
 

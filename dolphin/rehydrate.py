@@ -41,7 +41,7 @@ from dolphin.store.port import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC
 from dolphin.store.records import newer_for
 from dolphin.watchdog import HEALTH_KEY
 
-log = logging.getLogger("dolphin.store.rehydrate")
+log = logging.getLogger("dolphin.rehydrate")
 
 SENSOR_INTERVAL_S = 30  # store_rehydration_sensor's minimum interval (dolphin_assets.sensors.rehydrate)
 
@@ -347,7 +347,7 @@ def summary(results: list) -> str:
 
 
 def cmd_rehydrate(args) -> int:
-    from dolphin.store.factory import open_store_from_env
+    from dolphin.adapters.store_factory import open_store_from_env
 
     sources = Sources.default(args.strategy, scan_dir=args.scan_dir, ledger_path=args.ledger)
     try:
@@ -384,7 +384,7 @@ def register(sub) -> None:
     r.set_defaults(func=cmd_rehydrate)
 
 
-if __name__ == "__main__":  # python -m dolphin.store.rehydrate [--dry-run ...]
+if __name__ == "__main__":  # python -m dolphin.rehydrate [--dry-run ...]
     import argparse
 
     ap = argparse.ArgumentParser(prog="dolphin")

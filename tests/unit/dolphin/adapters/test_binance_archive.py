@@ -22,8 +22,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dolphin.data import binance_archive as ba
-from dolphin.data.binance_archive import ArchiveError, archive_path, archive_url, download_klines, plan_periods
+from dolphin.adapters import binance_archive as ba
+from dolphin.adapters.binance_archive import ArchiveError, archive_path, archive_url, download_klines, plan_periods
 from dolphin.data.contracts import DataError
 from dolphin.paths import data_root
 

@@ -7,10 +7,11 @@ import itertools
 
 import pytest
 
+from dolphin.adapters import near_cache as nc
+from dolphin.adapters.store_factory import open_cached_store, open_cached_store_from_env
 from dolphin.store import (FEATURES, REMOVED, SAFETY, SCAN_LATEST, UPDATED, EntryEvent, FeatureStore, Record,
-                           open_cached_store, open_cached_store_from_env, state_map)
-from dolphin.store import nearcache as nc
-from dolphin.store.embedded import EmbeddedStore
+                           state_map)
+from dolphin.adapters.sqlite_store import EmbeddedStore
 
 MAX_AGE, INNER_BOUND, STEP = 1.0, 2.0, 0.05
 K = (FEATURES, SCAN_LATEST)
@@ -215,7 +216,7 @@ def test_the_factory_gives_the_parsed_cache_an_uncached_adapter(tmp_path, monkey
     c = open_cached_store("embedded", path=tmp_path / "f.sqlite", max_age_s=2.0)
     assert isinstance(c.inner, EmbeddedStore) and c.maps == {FEATURES} and c.staleness_bound_s == 2.0
     c.close()
-    import dolphin.store.hazelcast as hz
+    import dolphin.adapters.hazelcast_store as hz
 
     opened = {}
 

@@ -4,7 +4,7 @@ import argparse
 
 import duckdb
 
-from dolphin import sqlcli
+from dolphin.adapters import duckdb_sql as sqlcli
 
 
 def _run(argv):
