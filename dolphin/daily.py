@@ -28,7 +28,7 @@ def day_start_ms(day: str) -> int:
 def history_bars(cfg) -> int:
     """Bars before a day that its scans (seed window) and the engine run (vol regime percentile over
     ``vol_lookback`` past values of a ``vol_window`` realised vol, crossing at the first bar) need so
-    that the day's result equals the continuous run's (tests/test_engine_state.py)."""
+    that the day's result equals the continuous run's (tests/unit/dolphin/engine/test_engine_state.py)."""
     return max(WARMUP_BARS, cfg.vol_lookback + cfg.vol_window + 2)
 
 

@@ -22,8 +22,8 @@ live, so by default this process publishes SYNTHETIC healthy ones (MC GREEN, DVO
 ``--risk-feed none`` leaves the store as it is: the runtime then trades at the posture the stored inputs give). Prints where to look, the replay's start and end, every fill, every finished
 Dagster run of the scan-file sensor. Ctrl-C (or SIGTERM) stops every process by its PID, in reverse order,
 reports their exit codes, then stops (and reports) any process of the stack that outlived its parent; exit 0
-only when every process stopped cleanly. ``tests/test_system_paper_day.py`` runs the same stack without
-Dagster; ``tests/test_demo.py`` runs the command itself.
+only when every process stopped cleanly. ``tests/system/test_system_paper_day.py`` runs the same stack without
+Dagster; ``tests/system/test_demo.py`` runs the command itself.
 """
 
 import os

@@ -9,7 +9,7 @@ Chosen by configuration (``dolphin_assets.execution.executor_from_env``): ``DOLP
 tcp://host:8786`` runs every step of every run on that cluster; unset / ``multiprocess`` keeps the
 multiprocess executor (forkserver, one process per core) of ``dolphin_assets.definitions``.
 
-What fans out, what stays in order, what is pinned (decided here, tested in tests/test_distributed.py):
+What fans out, what stays in order, what is pinned (decided here, tested in tests/integration/dagster/test_distributed.py):
 
 - fan-out: a backfill (``backfill``) first runs the *scans* selection (market_bars, eigen_scans, vol_regime and
   the scan checks) of every day at once -- days are independent thanks to the day-anchored scan segments --
@@ -24,7 +24,7 @@ What fans out, what stays in order, what is pinned (decided here, tested in test
   pickled io-manager values on a volume every worker mounts) runs on any worker. eigen_scans is two steps for
   this: ``eigen_scans.scan_day`` (the scanner and the day's Parquet file: any worker, so the days' scans spread
   over the machines) and ``eigen_scans.write_scans`` (DuckDB rows and scan_latest: pinned, milliseconds).
-  ``pinned_steps`` gives the decision for a job without a cluster (tests/test_distributed.py).
+  ``pinned_steps`` gives the decision for a job without a cluster (tests/integration/dagster/test_distributed.py).
 - shared services for several machines: Dagster's run/event/schedule storage on PostgreSQL (dagster-postgres;
   ``docker/dagster.yaml`` picks it when DAGSTER_POSTGRES_HOST is set), Hazelcast for the features, the
   data home (scans, io-manager pickles) on a shared volume.

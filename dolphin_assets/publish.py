@@ -1,8 +1,6 @@
-"""Feature-store records built from domain objects (what the assets publish), JSON-safe; publishing with the
-store-gap rule and the published-record log that rehydration restores from (``dolphin.rehydrate``)."""
-
-from dolphin.store.records import ledger_is_newer, num, scan_is_newer, scan_record  # noqa: F401 (re-exported)
-from dolphin.rehydrate import keep_published  # noqa: F401 (re-exported; shared with the scan bridge)
+"""Publishing from an asset with the store-gap rule: an unavailable feature store is reported in the asset's
+metadata, not raised (the records are built by ``dolphin.store.records``; the published-record log that
+rehydration restores from is ``dolphin.rehydrate.keep_published``)."""
 
 
 def publish_or_gap(context, what: str, fn):

@@ -11,7 +11,7 @@
 - ``safety_override_sqlite``: the operator's manual safety override, audited in the ledger's SQLite file
 
 The math (``dolphin.engine``, ``scanner``, ``metrics``, ...) and the store port (``dolphin.store``) never import
-this package: ``[tool.importlinter]`` in pyproject.toml, checked by tests/test_import_contract.py. Processes and
+this package: ``[tool.importlinter]`` in pyproject.toml, checked by tests/unit/dolphin/test_import_contract.py. Processes and
 commands (``dolphin.bridge``, ``status``, ``console``, ``dolphin_assets``, ``runtime``, ...) import what they need.
 The capital ledger (``dolphin.ledger``, SQLite) is I/O too and is forbidden to the math the same way.
 """

@@ -322,7 +322,7 @@ def run_risk_backtest(panel, scans, cfg: EngineConfig, *, layers: RiskLayers, ex
     its posture reaches the next scan) is made first. ``mc_envelopes`` ({UTC day ms: MCEnvelope | None})
     replaces the envelopes computed over the panel, ``boost`` (T,) the boost computed from the panel's scans
     (a day panel holds too few days for the ACB's regime window). A chain of such runs equals one run over
-    the same days given the same envelopes and boost (tests/test_daily_risk.py)."""
+    the same days given the same envelopes and boost (tests/unit/dolphin/test_daily_risk.py)."""
     T = panel.n_bars
     flow = None
     if book is not None:

@@ -2,7 +2,7 @@
 
 The batch path (``dolphin.engine.pipeline.run``) holds the whole (T, N) panel and all (T, K, N) scans:
 memory grows with the length of the data. This module gives the SAME results (bit-identical equity,
-decisions, trades, final state: ``tests/test_streaming.py``) while carrying only what each stage needs
+decisions, trades, final state: ``tests/unit/dolphin/engine/test_streaming.py``) while carrying only what each stage needs
 from one block to the next, so peak memory grows with N^2 and the windows, not with T:
 
 - load + align: a planning pass reads ONE symbol file at a time and runs ``dolphin.data.align``'s own
@@ -534,7 +534,7 @@ class _Funding:
     """``funding.funding_grid`` block by block from rates read once (3 a day per asset: tiny beside the bars).
 
     Same reading, checks and mapping as the batch function (a funding time between grid points is charged
-    at the bar containing it); ``tests/test_streaming.py`` compares the two on the real perpetual set."""
+    at the bar containing it); ``tests/unit/dolphin/engine/test_streaming.py`` compares the two on the real perpetual set."""
 
     def __init__(self, funding_dir, symbols, bar_ms):
         self.bar = int(bar_ms)

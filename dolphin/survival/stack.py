@@ -3,7 +3,7 @@ with hysteresis, and the ``DOLPHIN_SAFETY`` record.
 
 Pure: ``compute_rm`` and ``PostureController`` do no I/O; ``publish_safety`` / ``read_safety`` talk only to
 the ``FeatureStore`` port. Decisions taken where DESIGN.md and the seeds leave room (each one tested in
-tests/test_survival.py):
+tests/unit/dolphin/survival/test_survival.py):
 
 * Cat1 (invariants): store unreachable, heartbeat missing, or heartbeat older than 30 s -> 0. An age of
   exactly 30 s is still fresh (the rule is "> 30 s").

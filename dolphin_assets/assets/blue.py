@@ -21,7 +21,8 @@ from dolphin.engine.config import POSTURE_NAMES
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY, PREVIOUS_DAY, SCAN_HISTORY
-from dolphin_assets.publish import ledger_is_newer, publish_or_gap
+from dolphin.store.records import ledger_is_newer
+from dolphin_assets.publish import publish_or_gap
 from dolphin_assets.resources.exf_source import ExfSource
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.ledger import Ledger

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, asset, define_asset_job
 
-from dolphin_assets.publish import num
+from dolphin.store.records import num
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.scan_dir import ScanDir
-from dolphin_assets.scan_files import check_arrow, newest_complete, publish_scan_file
+from dolphin.scan_files import check_arrow, newest_complete, publish_scan_file
 
 
 class ScanLatestConfig(Config):

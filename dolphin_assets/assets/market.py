@@ -13,7 +13,9 @@ from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet
 from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, publish_if_newer
 from dolphin.timeutil import DAY_MS, fmt_ms
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.publish import keep_published, num, publish_or_gap, scan_is_newer, scan_record
+from dolphin.rehydrate import keep_published
+from dolphin.store.records import num, scan_is_newer, scan_record
+from dolphin_assets.publish import publish_or_gap
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.market_data import MarketData
 from dolphin_assets.resources.scan_dir import ScanDir

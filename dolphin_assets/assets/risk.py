@@ -38,7 +38,9 @@ from dolphin.store import (ACB_STATE, ESOF_LATEST, EXF_LATEST, FEATURES, MC_FORE
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column
 from dolphin_assets.partitions import DAILY
-from dolphin_assets.publish import keep_published, num, publish_or_gap
+from dolphin.rehydrate import keep_published
+from dolphin.store.records import num
+from dolphin_assets.publish import publish_or_gap
 from dolphin_assets.resources.exf_source import ExfSource
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.ledger import Ledger

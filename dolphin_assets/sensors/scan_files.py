@@ -1,10 +1,10 @@
-"""The scan-file sensor: new scan Arrow files -> a run of ``scan_latest`` (rules: ``dolphin_assets.scan_files``)."""
+"""The scan-file sensor: new scan Arrow files -> a run of ``scan_latest`` (rules: ``dolphin.scan_files``, shared with the scan bridge)."""
 
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from dolphin_assets.assets.live import scan_latest_job
 from dolphin_assets.resources.scan_dir import ScanDir
-from dolphin_assets.scan_files import Cursor, poll
+from dolphin.scan_files import Cursor, poll
 
 SETTLE_SECONDS = 30.0  # an unparsable file untouched this long is corrupt, younger it is still being written
 

@@ -18,7 +18,7 @@ from dagster import AssetKey, DefaultSensorStatus, SensorEvaluationContext, Sens
 from dolphin.ledger import CapitalLedger
 from dolphin.store import SYSTEM_HEALTH, Record, StoreUnavailableError, publish_if_newer
 from dolphin.watchdog import HEALTH_KEY, check_health, collect_inputs
-from dolphin_assets.publish import keep_published
+from dolphin.rehydrate import keep_published
 from dolphin_assets.resources.feature_store import FeatureStoreResource
 from dolphin_assets.resources.ledger import Ledger
 from dolphin_assets.settings import STRATEGY

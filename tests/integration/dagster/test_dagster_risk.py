@@ -292,7 +292,7 @@ def test_concurrent_acb_updates_lose_no_step(world, acb_run, acb_scans, tmp_path
     from dolphin.acb import acb_on_scan, publish_acb, read_acb
     from dolphin.scanner import write_scan_arrow
     from dolphin.adapters.sqlite_store import EmbeddedStore
-    from dolphin_assets.scan_files import apply_acb_scans
+    from dolphin.scan_files import apply_acb_scans
 
     day_scans = _day_slice(acb_scans, D, _day(D, 1))
     sdir = tmp_path / "scans"
@@ -514,7 +514,7 @@ def test_watchdog_reads_the_latest_partition_from_materialisations_without_a_led
 def test_unreadable_acb_state_does_not_fail_the_scan_run(tmp_path):
     from dolphin.store import ACB_STATE, FEATURES, Record
     from dolphin.adapters.sqlite_store import EmbeddedStore
-    from dolphin_assets.scan_files import apply_acb_scans
+    from dolphin.scan_files import apply_acb_scans
 
     with EmbeddedStore(tmp_path / "s.sqlite") as s:
         bad = Record({"boost": "high"}, "2024-03-05T00:00:00.000Z")
