@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     ap.add_argument("--risk-layer", default="none", choices=("none", "acb", "full"),
                     help="daily_pnl_blue's risk_layer (default none: the chain is compared with one plain engine "
                          "run; the chain under the full layer equals one long risk backtest, "
-                         "tests/test_dagster_blue_risk.py)")
+                         "tests/integration/dagster/test_dagster_blue_risk.py)")
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="dolphin-backfill-"))
