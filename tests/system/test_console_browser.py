@@ -153,7 +153,7 @@ def test_console_live_paper_day_in_chromium(home_store, tmp_path):
     token = "browser-test-operator-token-5e1d"
     console = Proc("console", [sys.executable, "-m", "dolphin.cli", "console", "--port", "0", "--interval", "0.25"],
                    {**stack.env, "DOLPHIN_CONSOLE_TOKEN": token}, stack.logdir)
-    from tests.unit.dolphin.alerts.test_alerts import Loopback
+    from tests.support.webhook import Loopback
 
     hook = Loopback()
     alerts = Proc("alerts", [sys.executable, "-m", "dolphin.cli", "alerts", "--interval", "0.5"],

@@ -1,6 +1,6 @@
 """The `book` compose service: `dolphin book` in the project image, on the data home, no exchange key."""
 
-from tests.integration.compose.test_docker import BINANCE_VARS, compose_raw, env_of
+from tests.support.compose import BINANCE_VARS, compose_raw, env_of
 
 
 def test_book_service_runs_the_order_book_publisher():

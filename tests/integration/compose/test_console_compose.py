@@ -1,7 +1,7 @@
 """The `console` and `alerts` compose services: the CLI commands in the project image, on the data home and the
 store address every project service shares, secrets only passed through, the console on loopback only."""
 
-from tests.integration.compose.test_docker import BINANCE_VARS, compose_config, compose_raw, default_of, env_of
+from tests.support.compose import BINANCE_VARS, compose_config, compose_raw, default_of, env_of
 
 ALERT_VARS = ("DOLPHIN_ALERT_WEBHOOK_URL", "DOLPHIN_ALERT_TELEGRAM_TOKEN", "DOLPHIN_ALERT_TELEGRAM_CHAT_ID",
               "DOLPHIN_ALERT_TELEGRAM_API")

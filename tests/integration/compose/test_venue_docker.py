@@ -1,6 +1,6 @@
 """The compose `venue` service: `dolphin venue` in the project image, published on loopback, keys passed through."""
 
-from tests.integration.compose.test_docker import compose_config, compose_raw, env_of
+from tests.support.compose import compose_config, compose_raw, env_of
 
 
 def test_venue_service_runs_dolphin_venue_on_the_market_data(tmp_path):

@@ -9,7 +9,7 @@ from dolphin_assets.checks import floor_check_name
 from dolphin_assets.definitions import defs
 from dolphin_assets.sensors.alerts import alert_on_asset_checks, alert_on_run_failure
 from dolphin.metrics.floors import FLOORS
-from tests.unit.dolphin.alerts.test_alerts import Loopback
+from tests.support.webhook import Loopback
 
 
 @pytest.fixture

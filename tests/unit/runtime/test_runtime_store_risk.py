@@ -17,10 +17,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dolphin.acb import AcbState
 from dolphin.engine.config import APEX, HIBERNATE, ORANGE, RED
 from dolphin.ledger.journal import FillJournal
-from dolphin.mc.forewarner import MCEnvelope
 from dolphin.store import (ACB_STATE, EXF_LATEST, FEATURES, MC_FOREWARNER_LATEST, SAFETY, SYSTEM_HEALTH,
                            Record, asset_ob_key, iso_utc, state_map)
 from dolphin.adapters.sqlite_store import EmbeddedStore
@@ -28,6 +26,7 @@ from dolphin.store.faults import StallingStore
 from dolphin.survival.stack import read_safety
 from runtime.ledger import LedgerSink
 from runtime.risk import StoreRiskSource
+from tests.support.risk import _acb, _mc
 
 T0 = datetime(2024, 3, 4, 12, 0, tzinfo=timezone.utc)
 SYMS = ("BTCUSDT", "ETHUSDT")
@@ -36,19 +35,6 @@ BOOK = asset_ob_key("BTCUSDT")
 
 def _ns(t: datetime) -> int:
     return int(t.timestamp() * 1000) * 1_000_000
-
-
-def _mc(status: str, t: datetime) -> Record:
-    return MCEnvelope(status=status, reason="test", catastrophic_prob=0.01, catastrophic_prob_se=0.005,
-                      envelope_score=0.8, terminal_p05=-0.05, terminal_p50=0.05, terminal_p95=0.15, dd_p50=0.05,
-                      dd_p95=0.12, n_paths=2000, n_variants=8, n_days=60, horizon_days=30, block_days=5,
-                      bootstrap="stationary", dd_threshold=0.2, seed=1, timestamp=t).to_store_record()
-
-
-def _acb(t: datetime, boost: float = 1.2) -> Record:
-    return AcbState(boost=boost, beta=0.5, exf_score=0.1, exf_coverage=1.0, regime_score=0.2, regime_days=30,
-                    w750_value=None, w750_threshold=None, w750_spread=None, signals={}, missing=(), notes=(),
-                    last_date=t.date().isoformat(), updated_at=int(t.timestamp() * 1000), source="daily").to_record()
 
 
 def _healthy(store, t: datetime) -> None:

@@ -1,29 +1,11 @@
 """DolphinStrategy pieces that the replay parity cannot reach: bar-set assembly on an imperfect feed."""
 
 import numpy as np
-from nautilus_trader.model.data import Bar
-from nautilus_trader.model.objects import Price, Quantity
 
 from dolphin.scanner import scan
-from runtime.instruments import bar_type
 from runtime.risk import DefaultRiskSource, RiskSnapshot, ScheduledRiskSource
-from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
 from tests.support.engine import real_panel
-
-MS = 1_000_000
-
-
-def _bar(panel, j, t, close_offset_ms=0):
-    P = lambda x: Price(float(x), 2)  # noqa: E731
-    ts = (int(panel.close_time[t]) + close_offset_ms) * MS
-    return Bar(bar_type(panel.symbols[j], panel.bar_ms), P(panel.open[t, j]), P(panel.high[t, j]),
-               P(panel.low[t, j]), P(panel.close[t, j]), Quantity(1, 0), ts, ts)
-
-
-def _strategy(panel):
-    # not attached to an engine: only the market-data path runs (cold, so it never orders)
-    return DolphinStrategy(DolphinStrategyConfig(symbols=tuple(panel.symbols), bar_ms=panel.bar_ms))
-
+from tests.support.runtime import MS, _bar, _strategy
 
 def test_bar_sets_are_assembled_per_timestamp_and_scanned_like_batch():
     panel = real_panel(("BTCUSDT", "ETHUSDT", "SOLUSDT"), start=0, n=200)

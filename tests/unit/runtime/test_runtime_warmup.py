@@ -11,7 +11,7 @@ from runtime.replay import warmup_bars
 from runtime.strategy import DolphinStrategy, DolphinStrategyConfig
 from runtime.warmup import VenueGapFiller, WarmupError, fetch_klines, venue_history
 from tests.support.engine import real_panel
-from tests.unit.runtime.test_runtime_strategy import _bar
+from tests.support.runtime import _bar
 from tests.support.venue import VenueProcess
 
 SYMBOLS = ("BTCUSDT", "DOGEUSDT", "ETHUSDT")

@@ -14,7 +14,7 @@ from dolphin.adapters.sqlite_store import EmbeddedStore
 from dolphin.adapters.safety_override_sqlite import (OverrideError, active_override, clear_override,
                                                     list_overrides, parse_duration, set_override)
 from runtime.risk import StoreRiskSource
-from tests.unit.runtime.test_runtime_store_risk import _acb, _mc
+from tests.support.risk import _acb, _mc
 
 S = 1_000_000_000
 T0 = 1_790_000_000 * S

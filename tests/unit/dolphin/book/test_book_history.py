@@ -26,7 +26,7 @@ from dolphin.engine.backtest import run_backtest
 from dolphin.engine.config import BLUE
 from dolphin.engine.risklayer import RiskLayers, run_risk_backtest
 from tests.support.engine import handmade_scans, real_panel
-from tests.unit.dolphin.adapters.test_binance_archive import Archive, _handler, _loopback_only, _Server, server  # noqa: F401
+from tests.support.archive import Archive, _handler, _loopback_only, _Server, server  # noqa: F401
 
 DAY_MS = 86_400_000
 BANDS = (-5, -4, -3, -2, -1, 1, 2, 3, 4, 5)

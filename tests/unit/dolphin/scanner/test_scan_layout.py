@@ -8,7 +8,7 @@ import numpy as np
 
 from dolphin.scanner import read_scan_arrow, read_scans, scan
 from dolphin.scanner.writer import scan_dir, scan_file_path
-from tests.unit.runtime.test_runtime_strategy import _bar, _strategy
+from tests.support.runtime import _bar, _strategy
 from tests.support.engine import real_panel
 
 
