@@ -145,9 +145,8 @@ def demo_env(home: Path, **extra) -> dict:
 def sensor_statuses_in_instance(dagster_home: Path) -> dict:
     """{sensor name: InstigatorStatus name} stored in the demo's Dagster instance (read after it stopped)."""
     from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as inst:
+    with DagsterInstance.from_config(str(dagster_home)) as inst:
         return {s.name: s.status.name for s in inst.all_instigator_state()}
 
 

@@ -40,6 +40,16 @@ def test_no_module_of_dolphin_assets_imports_private_dagster():
     assert not found, "private Dagster API used (replace with the public one):\n" + "\n".join(found)
 
 
+def test_nothing_else_in_the_repository_imports_private_dagster_either():
+    """The same rule for the other packages, the tests and the benchmarks (they drive Dagster too)."""
+    repo = PACKAGE.parent
+    files = sorted(f for d in ("dolphin", "runtime", "venue", "tests", "bench", "scripts")
+                   for f in (repo / d).rglob("*.py"))
+    found = [f"{f.relative_to(repo)}:{line}: {text}" for f in files
+             for line, text in _private_dagster_uses(ast.parse(f.read_text(), str(f)))]
+    assert not found, "private Dagster API used (replace with the public one):\n" + "\n".join(found)
+
+
 def test_the_check_sees_private_imports():
     src = ("import dagster as dg\nfrom dagster._utils.backoff import backoff\nimport dagster._check\n"
            "from dagster import _seven\nx = dg._core\n")
