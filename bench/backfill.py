@@ -44,7 +44,7 @@ def continuous_equity(first_day: str, last_day: str):
     """Closing equity per day of ONE engine run over the same days (the chain must equal it exactly)."""
     import numpy as np
 
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
     from dolphin.data import load_panel
     from dolphin.engine.backtest import run_backtest
     from dolphin.scanner import scan

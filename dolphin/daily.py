@@ -15,14 +15,7 @@ from dolphin.engine.state import EngineState
 from dolphin.capital import DayRecord, LedgerEntry
 from dolphin.metrics import FloorReport, empty_trades, evaluate_floors_at
 from dolphin.scanner.core import WARMUP_BARS
-from dolphin.timeutil import DAY_MS, fmt_ms, parse_time
-
-
-def day_start_ms(day: str) -> int:
-    ms = parse_time(str(day)[:10])
-    if ms % DAY_MS:
-        raise ValueError(f"{day!r} is not a UTC day")
-    return ms
+from dolphin.timeutil import DAY_MS, day_start_ms, fmt_ms
 
 
 def history_bars(cfg) -> int:

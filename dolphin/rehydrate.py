@@ -144,7 +144,7 @@ def newest_scan_record(scan_dir) -> tuple:
     corrupt) are passed over; daily Parquet: the last row of the latest day. The later scan wins."""
     from dolphin.scanner import read_scan_arrow, read_scans
     from dolphin.store.records import scan_record
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
     from dolphin.timeutil import DAY_MS
 
     root = Path(scan_dir)

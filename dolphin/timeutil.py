@@ -22,6 +22,14 @@ def parse_time(s: str) -> int:
     return int(dt.timestamp() * 1000)
 
 
+def day_start_ms(day: str) -> int:
+    """00:00 UTC of ``day`` ('YYYY-MM-DD' or a longer time string of that day) in ms; not a UTC day -> ValueError."""
+    ms = parse_time(str(day)[:10])
+    if ms % DAY_MS:
+        raise ValueError(f"{day!r} is not a UTC day")
+    return ms
+
+
 def day_floor(ms):
     return (np.asarray(ms, dtype=np.int64) // DAY_MS) * DAY_MS
 

@@ -120,7 +120,7 @@ def build(src: Sources) -> dict:
 
 
 def _day_end_ms(day: str) -> int:
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
 
     return day_start_ms(day) + DAY_MS
 

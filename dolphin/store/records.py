@@ -7,7 +7,7 @@ rebuilt from its durable source is byte-for-byte the one its publisher stored.
 import math
 
 from dolphin.store.port import ACB_STATE, FEATURES, SCAN_LATEST, STATE_LATEST, Record, iso_utc
-from dolphin.timeutil import DAY_MS, day_str
+from dolphin.timeutil import DAY_MS, day_start_ms, day_str
 
 
 def num(v):
@@ -29,8 +29,6 @@ def scan_record(scans, i: int = -1, source: str = "") -> Record:
 
 
 def _day_end_iso(day: str) -> str:
-    from dolphin.daily import day_start_ms
-
     return iso_utc(day_start_ms(day) + DAY_MS)
 
 

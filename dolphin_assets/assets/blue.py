@@ -16,7 +16,7 @@ from dolphin.ledger import LedgerError
 from dolphin.scanner import read_scans
 from dolphin.store import STATE_LATEST, Record, pnl_map, publish_if_newer, state_map
 from dolphin.store.records import pnl_record, state_record
-from dolphin.daily import day_start_ms
+from dolphin.timeutil import day_start_ms
 from dolphin.engine.config import POSTURE_NAMES
 from dolphin.timeutil import DAY_MS, day_str
 from dolphin_assets.assets.market import DAY_COLUMN, WAREHOUSE, day_column

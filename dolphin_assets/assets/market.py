@@ -7,7 +7,8 @@ import pandas as pd
 from dagster import (AssetExecutionContext, AssetIn, MetadataValue, OpExecutionContext, Out, Output, asset, graph_asset,
                      op)
 
-from dolphin.daily import check_day_panel, day_start_ms, history_bars
+from dolphin.daily import check_day_panel, history_bars
+from dolphin.timeutil import day_start_ms
 from dolphin.engine.regime import vol_regime as compute_vol_regime
 from dolphin.scanner import WARMUP_BARS, scan, write_day_parquet
 from dolphin.store import FEATURES, SCAN_LATEST, VOL_REGIME, Record, iso_utc, publish_if_newer

@@ -26,7 +26,7 @@ from dagster import (AssetDep, AssetExecutionContext, BetaWarning, Config, Failu
                      TimeWindowPartitionMapping, asset, define_asset_job)
 
 from dolphin.acb import acb_daily, daily_w750, exf_inputs, publish_acb, DEFAULT as ACB_CONFIG
-from dolphin.daily import day_start_ms
+from dolphin.timeutil import day_start_ms
 from dolphin.data.contracts import DataError
 from dolphin.esof import esof_record
 from dolphin.exf.indicators import INDICATOR_NAMES

@@ -65,7 +65,8 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def continuous():
     """The same 15 days as ONE engine run with the same history (the reference the chain must equal)."""
-    from dolphin.daily import day_start_ms, history_bars
+    from dolphin.daily import history_bars
+    from dolphin.timeutil import day_start_ms
     from dolphin.data import load_panel
     from dolphin.engine.backtest import run_backtest
     from dolphin.scanner import scan

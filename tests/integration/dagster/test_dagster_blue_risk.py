@@ -60,7 +60,8 @@ def _long_run(home):
     """The same days as ONE risk backtest with the same inputs: the ACB state of each day (the acb_state
     asset's computation) followed by its scans, the envelopes for each day and the next (the mc_envelope
     asset's computation), the recorded ExF history for DVOL."""
-    from dolphin.daily import day_boost, day_start_ms, history_bars
+    from dolphin.daily import day_boost, history_bars
+    from dolphin.timeutil import day_start_ms
     from dolphin.data import load_panel
     from dolphin.engine.risklayer import RiskLayers, run_risk_backtest
     from dolphin.scanner import scan
@@ -153,7 +154,8 @@ def test_rerun_is_idempotent_and_a_full_chain_refuses_none(world):
 
 
 def test_risk_layer_none_runs_the_plain_engine_for_comparison(world, tmp_path):
-    from dolphin.daily import day_start_ms, history_bars
+    from dolphin.daily import history_bars
+    from dolphin.timeutil import day_start_ms
     from dolphin.data import load_panel
     from dolphin.engine.backtest import run_backtest
     from dolphin.scanner import scan

@@ -23,7 +23,7 @@ def world(tmp_path_factory):
         from dolphin.engine.state import EngineState
         from dolphin.ledger import CapitalLedger, DayRecord
         from dolphin.scanner import read_scans, write_scan_arrow
-        from dolphin.daily import day_start_ms
+        from dolphin.timeutil import day_start_ms
         from dolphin_assets.definitions import ASSET_CHECKS, ASSETS, defs, resources
         from dolphin_assets.sensors.watchdog import watchdog_sensor
 
@@ -161,7 +161,7 @@ def test_a_record_produced_while_the_store_was_down_comes_back_when_it_is_up(wor
     """esof for D+1 runs while the store is down (store_gap); the log kept the record; a store that comes back
     empty gets it, not D's."""
     from dolphin.esof import esof_record
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
     from dolphin.store import ESOF_LATEST, FEATURES
     from dolphin_assets.definitions import defs, resources
     from dolphin_assets.resources.feature_store import FeatureStoreResource

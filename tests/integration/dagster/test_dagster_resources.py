@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dolphin.daily import day_start_ms
+from dolphin.timeutil import day_start_ms
 from dolphin.paths import data_root
 from dolphin.timeutil import DAY_MS
 

@@ -22,7 +22,7 @@ MC_END = "2024-03-15"  # 60 days + the engine history fit in the dev set (from 2
 
 
 def _ms(day: str) -> int:
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
 
     return day_start_ms(day)
 

@@ -36,7 +36,7 @@ def test_default_end_day_follows_the_chain_not_the_data_end():
 
 
 def test_envelope_for_the_chains_next_day_is_stamped_then_and_uses_only_earlier_days(world):
-    from dolphin.daily import day_start_ms
+    from dolphin.timeutil import day_start_ms
     from dolphin.data import load_panel
     from dolphin.engine.state import EngineState
     from dolphin.ledger import CapitalLedger, DayRecord
