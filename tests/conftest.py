@@ -18,6 +18,9 @@ TIERS = ("system", "integration", "unit")
 # integration tests that start processes with real-time deadlines (publish within 1 s, silence for 10 s ...): they
 # share the system tier's worker so that no two of them starve each other
 REALTIME = ("integration/bridge", "integration/book", "integration/venue")
+# system tests without real-time deadlines run on either worker (the crash test kills and restarts one runtime at a
+# time and checks the journal, never a latency); they shorten the serial chain, which bounds `make test`
+NO_DEADLINES = ("system/test_runtime_crash.py",)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
@@ -34,7 +37,7 @@ def pytest_collection_modifyitems(config, items):
         if tier not in TIERS:
             raise pytest.UsageError(f"{rel}: tests live under tests/unit/<package>/, tests/integration/ or tests/system/")
         item.add_marker(getattr(pytest.mark, tier))
-        serial = tier == "system" or rel.parent.as_posix() in REALTIME
+        serial = (tier == "system" and rel.as_posix() not in NO_DEADLINES) or rel.parent.as_posix() in REALTIME
         item.add_marker(pytest.mark.xdist_group("realtime" if serial else rel.as_posix()))
     items.sort(key=lambda it: TIERS.index(Path(it.path).resolve().relative_to(TESTS).parts[0]))
 
