@@ -176,7 +176,8 @@ class ScanBridge:
         self._key_check_at = 0.0
         self._announced_ms = None  # scan time last put on the topic by this process
         self._log_at = 0.0
-        self._log_skipped = 0
+        self._log_pending = None  # the last handled file's line, held back by the once-a-second limit
+        self._log_handled = 0
 
     # ---------------------------------------------------------------- start-up
     def start(self) -> None:
@@ -197,6 +198,7 @@ class ScanBridge:
 
     # ---------------------------------------------------------------- one poll
     def step(self) -> None:
+        self._flush_log()
         files = self.folders.changed()
         listed = {f.rel for f in files}
         for rel in self.cursor.pending:  # partial files written in place: their folder may not change again
@@ -278,14 +280,21 @@ class ScanBridge:
         self.stats.kept += not out.published
         self.stats.acb_steps += out.acb_steps
         self.stats.last = {"file": f.rel, "scan_time_ms": ts, "published": out.published}
-        now = time.monotonic()
-        if now - self._log_at >= LOG_EVERY_S:
-            more = f" (+{self._log_skipped} more since the last line)" if self._log_skipped else ""
-            log.info("%s scan %s (%s) from %s; acb: %s%s", "published" if out.published else
-                     "kept the stored (newer or same)", rec.timestamp, ts, f.rel, out.acb_note, more)
-            self._log_at, self._log_skipped = now, 0
-        else:
-            self._log_skipped += 1
+        self._log_pending = ("published" if out.published else "kept the stored (newer or same)", rec.timestamp,
+                             ts, f.rel, out.acb_note)
+        self._log_handled += 1
+        self._flush_log()
+
+    def _flush_log(self) -> None:
+        """At most one line per LOG_EVERY_S, naming the LAST file handled and counting the others since the
+        previous line; a line held back by the limit is written by a later poll, so the last file handled is
+        always reported (a burst's final file never goes unlogged)."""
+        if self._log_pending is None or time.monotonic() - self._log_at < LOG_EVERY_S:
+            return
+        what, stamp, ts, rel, acb = self._log_pending
+        more = f" (+{self._log_handled - 1} more since the last line)" if self._log_handled > 1 else ""
+        log.info("%s scan %s (%s) from %s; acb: %s%s", what, stamp, ts, rel, acb, more)
+        self._log_at, self._log_pending, self._log_handled = time.monotonic(), None, 0
 
     def _check_key(self) -> None:
         self._key_check_at = time.monotonic() + self.key_check_s
