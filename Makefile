@@ -67,7 +67,7 @@ compose:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; }
 
 test: $(STAMP) browser compose
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=30 tests
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder --durations=30 tests
 
 # README's layout section from the tree (tests/unit/test_layout.py fails when it drifts)
 layout: $(STAMP)

@@ -30,7 +30,9 @@ def pytest_collection_modifyitems(config, items):
     `make test` runs two workers (`-n 2 --dist loadgroup`): the system tests and the REALTIME integration tests share
     one worker and run one after the other (each starts processes with real-time deadlines; two such tests at once
     starve each other on 2 cores); every other file stays on one worker so its module fixtures (real data,
-    backtests) are built once. That serial chain is the longest, so the system tier is started first."""
+    backtests) are built once. That serial chain is the longest, so the system tier is started first: sorted first
+    here, and `make test` passes --no-loadscope-reorder (xdist would otherwise hand out the groups with the most
+    tests first, and the real-time group, ~37 tests, started behind the larger in-process files)."""
     for item in items:
         rel = Path(item.path).resolve().relative_to(TESTS)
         tier = rel.parts[0]
